@@ -1,0 +1,74 @@
+//! Wiring: builds everything from a validated config, serves, shuts down. Holds no policy.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::backend::BackendSet;
+use crate::config::Config;
+use crate::server::{self, socket, ServerState};
+
+/// A running imageshim: its socket and the means to stop it.
+pub struct RunningShim {
+    socket: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl RunningShim {
+    pub fn socket(&self) -> &std::path::Path {
+        &self.socket
+    }
+
+    /// Stops accepting, drains in-flight calls (up to the grace), removes the socket.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+/// Binds the socket and starts serving; returns once the socket accepts calls.
+pub async fn start(config: Config) -> anyhow::Result<RunningShim> {
+    config.validate()?;
+    let backends = BackendSet::from_config(&config.backends).context("backends")?;
+    let listener = socket::bind(&config.socket, &config.socket_group).await?;
+    let state = Arc::new(ServerState { backends });
+    let (stop, stopped) = oneshot::channel::<()>();
+    let path = config.socket.clone();
+    let grace = config.shutdown_grace;
+    let task = tokio::spawn(async move {
+        server::serve(listener, state, async move { drop(stopped.await) }, grace).await;
+        socket::remove(&path);
+    });
+    tracing::info!(socket = %config.socket.display(), "imageshim serving");
+    Ok(RunningShim {
+        socket: config.socket,
+        stop: Some(stop),
+        task,
+    })
+}
+
+/// Runs until SIGTERM or SIGINT, then shuts down gracefully.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let shim = start(config).await?;
+    wait_for_termination().await?;
+    tracing::info!("shutting down");
+    shim.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_termination() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+    Ok(())
+}

@@ -1,0 +1,96 @@
+use super::*;
+
+const MINIMAL: &str = r#"
+[[backend]]
+name = "containerd"
+kind = "containerd"
+endpoint = "unix:///run/containerd/containerd.sock"
+default = true
+"#;
+
+#[test]
+fn the_documented_root_config_parses_and_validates() {
+    let text = include_str!("../config.toml");
+    let config = Config::parse(text).expect("config.toml parses");
+    config.validate().expect("config.toml validates");
+    assert_eq!(config.socket, PathBuf::from("/run/imageshim/imageshim.sock"));
+    assert!(config.pull.serialize_image_pulls);
+    assert_eq!(config.shutdown_grace, Duration::from_secs(30));
+}
+
+#[test]
+fn defaults_apply_when_keys_are_missing() {
+    let config = Config::parse(MINIMAL).unwrap();
+    config.validate().unwrap();
+    assert_eq!(config.log_format, LogFormat::Text);
+    assert_eq!(config.pull.permits(), Some(1));
+    assert!(config.pull.cancel_abandoned);
+}
+
+#[test]
+fn unknown_keys_are_refused_by_name() {
+    let err = Config::parse(&format!("sockett = \"/x\"\n{MINIMAL}")).unwrap_err();
+    assert!(err.contains("sockett"), "{err}");
+    let err = Config::parse(&format!("{MINIMAL}handler = []\n")).unwrap_err();
+    assert!(err.contains("handler"), "{err}");
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let text = r#"
+socket = "relative.sock"
+log_level = "loud"
+[[backend]]
+name = "a"
+kind = "containerd"
+endpoint = "tcp://x"
+handlers = ["Bad_Name", "kata"]
+[[backend]]
+name = "a"
+kind = "cri-o"
+endpoint = "unix:///x.sock"
+handlers = ["kata"]
+runtime_config = "/does/not/exist.toml"
+[pull]
+serialize_image_pulls = true
+max_parallel_image_pulls = 3
+"#;
+    let err = Config::parse(text).unwrap().validate().unwrap_err().to_string();
+    for expected in [
+        "socket:",
+        "log_level:",
+        "backend.default: exactly one",
+        "backend[0].endpoint",
+        "backend[0].handlers: runtime handler \"Bad_Name\"",
+        "backend[1].name: \"a\" is used by two",
+        "backend[1].handlers: \"kata\" is also served",
+        "backend[1].runtime_config",
+        "pull.max_parallel_image_pulls: invalid configuration",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn cap_rules_follow_the_kubelet() {
+    let mut pull = PullConfig {
+        serialize_image_pulls: false,
+        ..Default::default()
+    };
+    assert_eq!(pull.permits(), None);
+    pull.max_parallel_image_pulls = 3;
+    assert_eq!(pull.permits(), Some(3));
+    pull.serialize_image_pulls = true;
+    pull.max_parallel_image_pulls = 1;
+    let mut problems = vec![];
+    validate_pull(&pull, &mut problems);
+    assert!(problems.is_empty(), "1 with serialization is allowed");
+}
+
+#[test]
+fn bad_durations_and_kinds_name_the_value() {
+    let err = Config::parse(&format!("shutdown_grace = \"soon\"\n{MINIMAL}")).unwrap_err();
+    assert!(err.contains("soon"), "{err}");
+    let err = Config::parse(&MINIMAL.replace("kind = \"containerd\"", "kind = \"docker\"")).unwrap_err();
+    assert!(err.contains("docker"), "{err}");
+}

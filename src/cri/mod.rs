@@ -1,0 +1,106 @@
+//! The small wire views of CRI v1 messages (generated from `proto/cri_view.proto`), the
+//! gRPC framing and the wire edits imageshim makes. Owns message shapes and byte-level
+//! edits; must not know about backends, pulls or credentials policy.
+
+pub mod wire;
+
+#[allow(clippy::all, missing_docs)]
+mod generated {
+    include!(concat!(env!("OUT_DIR"), "/imageshim.cri.rs"));
+}
+pub use generated::*;
+
+use std::fmt;
+
+/// The gRPC paths imageshim intercepts; everything else is forwarded untouched.
+pub mod paths {
+    pub const PULL_IMAGE: &str = "/runtime.v1.ImageService/PullImage";
+    pub const IMAGE_STATUS: &str = "/runtime.v1.ImageService/ImageStatus";
+    pub const LIST_IMAGES: &str = "/runtime.v1.ImageService/ListImages";
+    pub const REMOVE_IMAGE: &str = "/runtime.v1.ImageService/RemoveImage";
+    pub const IMAGE_FS_INFO: &str = "/runtime.v1.ImageService/ImageFsInfo";
+}
+
+/// Annotation containerd reads the runtime handler from when `ImageSpec.runtime_handler`
+/// is empty.
+pub const RUNTIME_HANDLER_ANNOTATION: &str = "io.kubernetes.cri.runtime-handler";
+
+impl fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AuthConfig(<redacted>)")
+    }
+}
+
+impl AuthConfig {
+    /// True when the caller supplied no credential at all.
+    pub fn is_empty(&self) -> bool {
+        self.username.is_empty()
+            && self.password.is_empty()
+            && self.auth.is_empty()
+            && self.identity_token.is_empty()
+            && self.registry_token.is_empty()
+    }
+}
+
+impl PullImageRequest {
+    /// The runtime handler in containerd's order: the spec field, then the pod annotation.
+    pub fn runtime_handler(&self) -> &str {
+        let from_spec = self.image.as_ref().map(|i| i.runtime_handler.as_str()).unwrap_or("");
+        if !from_spec.is_empty() {
+            return from_spec;
+        }
+        self.sandbox_config
+            .as_ref()
+            .and_then(|c| c.annotations.get(RUNTIME_HANDLER_ANNOTATION))
+            .map(String::as_str)
+            .unwrap_or("")
+    }
+
+    /// The image string exactly as the caller sent it.
+    pub fn image_name(&self) -> &str {
+        self.image.as_ref().map(|i| i.image.as_str()).unwrap_or("")
+    }
+}
+
+/// The runtime handler a request's optional `ImageSpec` names (empty when none).
+pub fn spec_handler(spec: Option<&ImageSpec>) -> &str {
+    spec.map(|s| s.runtime_handler.as_str()).unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_config_debug_is_redacted() {
+        let auth = AuthConfig {
+            username: "u".into(),
+            password: "hunter2-secret".into(),
+            ..Default::default()
+        };
+        let printed = format!("{auth:?} {:?}", Some(&auth));
+        assert!(!printed.contains("hunter2"), "{printed}");
+        let req = PullImageRequest {
+            auth: Some(auth),
+            ..Default::default()
+        };
+        assert!(!format!("{req:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn handler_comes_from_spec_then_annotation() {
+        let mut req = PullImageRequest::default();
+        assert_eq!(req.runtime_handler(), "");
+        let mut config = PodSandboxConfig::default();
+        config
+            .annotations
+            .insert(RUNTIME_HANDLER_ANNOTATION.into(), "kata".into());
+        req.sandbox_config = Some(config);
+        assert_eq!(req.runtime_handler(), "kata");
+        req.image = Some(ImageSpec {
+            runtime_handler: "gvisor".into(),
+            ..Default::default()
+        });
+        assert_eq!(req.runtime_handler(), "gvisor");
+    }
+}

@@ -1,0 +1,146 @@
+//! gRPC message framing and protobuf wire edits on the caller's own bytes. Edits only
+//! the fields they name and copies every other byte, so fields imageshim does not know
+//! survive. Must not decode whole messages and re-encode them.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use prost::encoding::{decode_varint, encode_varint, WireType};
+
+/// Largest gRPC message accepted, as the kubelet allows.
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+const FRAME_HEADER: usize = 5;
+
+/// Why bytes could not be read as a gRPC message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("grpc frame is truncated")]
+    Truncated,
+    #[error("compressed grpc messages are not supported on intercepted calls")]
+    Compressed,
+    #[error("expected exactly one grpc message, found trailing bytes")]
+    TrailingBytes,
+    #[error("message of {0} bytes exceeds the 16 MiB limit")]
+    TooLarge(usize),
+    #[error("malformed protobuf: {0}")]
+    Malformed(String),
+}
+
+/// Wraps one message in a gRPC length-prefixed frame (uncompressed).
+pub fn frame(message: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(FRAME_HEADER + message.len());
+    out.put_u8(0);
+    out.put_u32(message.len() as u32);
+    out.put_slice(message);
+    out.freeze()
+}
+
+/// Reads the single uncompressed message of a unary gRPC body.
+pub fn unframe(body: &[u8]) -> Result<&[u8], WireError> {
+    if body.len() < FRAME_HEADER {
+        return Err(WireError::Truncated);
+    }
+    if body[0] != 0 {
+        return Err(WireError::Compressed);
+    }
+    let len = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
+    if len > MAX_MESSAGE_BYTES {
+        return Err(WireError::TooLarge(len));
+    }
+    let end = FRAME_HEADER + len;
+    match body.len().cmp(&end) {
+        std::cmp::Ordering::Less => Err(WireError::Truncated),
+        std::cmp::Ordering::Greater => Err(WireError::TrailingBytes),
+        std::cmp::Ordering::Equal => Ok(&body[FRAME_HEADER..end]),
+    }
+}
+
+/// Appends a length-delimited field. For an embedded message this merges into any
+/// existing value of that field; for a repeated field it adds an element.
+pub fn append_message_field(message: &mut Vec<u8>, field: u32, payload: &[u8]) {
+    encode_varint(u64::from(field << 3 | WireType::LengthDelimited as u32), message);
+    encode_varint(payload.len() as u64, message);
+    message.extend_from_slice(payload);
+}
+
+/// One top-level field of a message, as raw bytes.
+struct RawField<'a> {
+    number: u32,
+    /// The whole field: key, length and value.
+    whole: &'a [u8],
+    /// For length-delimited fields, the value without key and length.
+    payload: Option<&'a [u8]>,
+}
+
+fn read_field<'a>(buf: &mut &'a [u8]) -> Result<RawField<'a>, WireError> {
+    let start: &'a [u8] = buf;
+    let malformed = |e: prost::DecodeError| WireError::Malformed(e.to_string());
+    let key = decode_varint(buf).map_err(malformed)?;
+    let number = (key >> 3) as u32;
+    let payload = match key & 7 {
+        0 => {
+            decode_varint(buf).map_err(malformed)?;
+            None
+        }
+        1 => {
+            take(buf, 8)?;
+            None
+        }
+        2 => {
+            let len = decode_varint(buf).map_err(malformed)? as usize;
+            Some(take(buf, len)?)
+        }
+        5 => {
+            take(buf, 4)?;
+            None
+        }
+        other => return Err(WireError::Malformed(format!("unsupported wire type {other}"))),
+    };
+    let used = start.len() - buf.len();
+    Ok(RawField {
+        number,
+        whole: &start[..used],
+        payload,
+    })
+}
+
+fn take<'a>(buf: &mut &'a [u8], len: usize) -> Result<&'a [u8], WireError> {
+    if buf.len() < len {
+        return Err(WireError::Malformed("field runs past the end".into()));
+    }
+    let (head, tail) = buf.split_at(len);
+    *buf = tail;
+    Ok(head)
+}
+
+/// Rewrites every occurrence of length-delimited `field` with `edit`, copying all other
+/// bytes as they are.
+pub fn rewrite_field(
+    message: &[u8],
+    field: u32,
+    mut edit: impl FnMut(&[u8]) -> Vec<u8>,
+) -> Result<Vec<u8>, WireError> {
+    let mut out = Vec::with_capacity(message.len() + 32);
+    let mut rest = message;
+    while !rest.is_empty() {
+        let raw = read_field(&mut rest)?;
+        match raw.payload {
+            Some(payload) if raw.number == field => append_message_field(&mut out, field, &edit(payload)),
+            _ => out.extend_from_slice(raw.whole),
+        }
+    }
+    Ok(out)
+}
+
+/// True when `message` carries `field` at top level.
+pub fn has_field(message: &[u8], field: u32) -> Result<bool, WireError> {
+    let mut rest = message;
+    while !rest.is_empty() {
+        if read_field(&mut rest)?.number == field {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+#[cfg(test)]
+#[path = "wire_tests.rs"]
+mod tests;

@@ -1,0 +1,35 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use imageshim::cli::{Cli, Command};
+use imageshim::config::Config;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { config } => match Config::load(&config) {
+            Ok(_) => {
+                println!("{}: ok", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("{err}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Serve { config } => match serve(&config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("imageshim: {err:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn serve(path: &std::path::Path) -> anyhow::Result<()> {
+    let config = Config::load(path)?;
+    imageshim::telemetry::init_logging(&config.log_level, config.log_format);
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(imageshim::app::run(config))
+}

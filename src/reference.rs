@@ -1,0 +1,268 @@
+//! Image references: parsing and normalisation with the distribution grammar, and the
+//! key imageshim uses for an image. Owns the grammar and the key form; must not do I/O.
+//! The backend always receives the caller's original string, never the key.
+
+use std::fmt;
+
+/// Docker Hub's canonical domain.
+pub const DOCKER_HUB: &str = "docker.io";
+const LEGACY_DOCKER_HUB: &str = "index.docker.io";
+const NAME_TOTAL_LENGTH_MAX: usize = 255;
+const TAG_LENGTH_MAX: usize = 128;
+
+/// A parsed, normalised image reference.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Reference {
+    pub domain: String,
+    pub path: String,
+    pub tag: Option<String>,
+    pub digest: Option<String>,
+}
+
+/// Why a reference was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReferenceError {
+    #[error("empty image reference")]
+    Empty,
+    #[error("invalid reference format: {0}")]
+    InvalidFormat(String),
+    #[error("repository name ({0}) must be lowercase")]
+    NotLowercase(String),
+    #[error("repository name must not be more than {NAME_TOTAL_LENGTH_MAX} characters")]
+    NameTooLong,
+    #[error("tag must be at most {TAG_LENGTH_MAX} characters")]
+    TagTooLong,
+    #[error("invalid digest length for {0}")]
+    DigestLength(String),
+    #[error("unsupported digest algorithm {0:?}")]
+    UnsupportedDigest(String),
+    #[error("cannot specify a 64-byte hexadecimal string as a repository name")]
+    HexIdentifier,
+}
+
+impl Reference {
+    /// Parses `input` as the kubelet and containerd do (`ParseNormalizedNamed`).
+    pub fn parse(input: &str) -> Result<Self, ReferenceError> {
+        if input.is_empty() {
+            return Err(ReferenceError::Empty);
+        }
+        if is_hex64(input) {
+            return Err(ReferenceError::HexIdentifier);
+        }
+        let (domain, remainder) = split_domain(input);
+        let (name_and_tag, digest) = match remainder.split_once('@') {
+            Some((n, d)) => (n, Some(parse_digest(d)?)),
+            None => (remainder.as_str(), None),
+        };
+        let (path, tag) = match name_and_tag.split_once(':') {
+            Some((p, t)) => (p, Some(parse_tag(t)?)),
+            None => (name_and_tag, None),
+        };
+        if path.to_lowercase() != path {
+            return Err(ReferenceError::NotLowercase(path.to_string()));
+        }
+        validate_domain(&domain)?;
+        validate_path(path)?;
+        if domain.len() + 1 + path.len() > NAME_TOTAL_LENGTH_MAX {
+            return Err(ReferenceError::NameTooLong);
+        }
+        Ok(Reference {
+            domain,
+            path: path.to_string(),
+            tag,
+            digest,
+        })
+    }
+
+    /// The tag as the key sees it: the given tag, or `latest` when neither tag nor digest.
+    pub fn effective_tag(&self) -> Option<&str> {
+        match (&self.tag, &self.digest) {
+            (Some(tag), _) => Some(tag),
+            (None, None) => Some("latest"),
+            (None, Some(_)) => None,
+        }
+    }
+
+    /// `domain/path` without tag or digest.
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.domain, self.path)
+    }
+
+    /// The normalised key: digest wins over the tag, `:latest` when neither is given.
+    pub fn key(&self) -> String {
+        match (&self.digest, self.effective_tag()) {
+            (Some(digest), _) => format!("{}@{}", self.name(), digest),
+            (None, Some(tag)) => format!("{}:{}", self.name(), tag),
+            (None, None) => self.name(),
+        }
+    }
+}
+
+impl fmt::Display for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.key())
+    }
+}
+
+/// True for an image ID (`sha256:<64 hex>`) or a bare 64-hex ID: not a name.
+pub fn is_image_id(s: &str) -> bool {
+    is_hex64(s.strip_prefix("sha256:").unwrap_or(s))
+}
+
+fn is_hex64(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Splits the domain off as `splitDockerDomain` does and applies Docker Hub defaults.
+fn split_domain(input: &str) -> (String, String) {
+    let (mut domain, mut remainder) = match input.split_once('/') {
+        Some((first, rest)) if looks_like_domain(first) => (first.to_string(), rest.to_string()),
+        _ => (DOCKER_HUB.to_string(), input.to_string()),
+    };
+    if domain == LEGACY_DOCKER_HUB {
+        domain = DOCKER_HUB.to_string();
+    }
+    if domain == DOCKER_HUB && !remainder.contains('/') {
+        remainder = format!("library/{remainder}");
+    }
+    (domain, remainder)
+}
+
+fn looks_like_domain(first: &str) -> bool {
+    first.contains(['.', ':']) || first == "localhost" || first.to_lowercase() != first
+}
+
+fn validate_domain(domain: &str) -> Result<(), ReferenceError> {
+    let bad = || ReferenceError::InvalidFormat(format!("domain {domain:?} is not a valid host[:port]"));
+    let (host, port) = if let Some(rest) = domain.strip_prefix('[') {
+        let (inside, after) = rest.split_once(']').ok_or_else(bad)?;
+        if inside.is_empty() || !inside.bytes().all(|b| b.is_ascii_hexdigit() || b == b':') {
+            return Err(bad());
+        }
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':').ok_or_else(bad)?),
+        };
+        (None, port)
+    } else {
+        match domain.split_once(':') {
+            Some((h, p)) => (Some(h), Some(p)),
+            None => (Some(domain), None),
+        }
+    };
+    if let Some(host) = host {
+        if !host.split('.').all(is_domain_component) {
+            return Err(bad());
+        }
+    }
+    match port {
+        Some(p) if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) => Err(bad()),
+        _ => Ok(()),
+    }
+}
+
+fn is_domain_component(c: &str) -> bool {
+    let bytes = c.as_bytes();
+    !bytes.is_empty()
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
+        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+}
+
+fn validate_path(path: &str) -> Result<(), ReferenceError> {
+    for component in path.split('/') {
+        if !is_path_component(component) {
+            return Err(ReferenceError::InvalidFormat(format!(
+                "path component {component:?} must be lowercase letters and digits separated by '.', '_', '__' or '-'"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`
+fn is_path_component(c: &str) -> bool {
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let bytes = c.as_bytes();
+    if bytes.is_empty() || !alnum(bytes[0]) || !alnum(bytes[bytes.len() - 1]) {
+        return false;
+    }
+    let mut separator = String::new();
+    for &b in bytes {
+        if alnum(b) {
+            let ok = matches!(separator.as_str(), "" | "." | "_" | "__") || separator.bytes().all(|s| s == b'-');
+            if !ok {
+                return false;
+            }
+            separator.clear();
+        } else if matches!(b, b'.' | b'_' | b'-') {
+            separator.push(b as char);
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
+/// `[\w][\w.-]{0,127}`
+fn parse_tag(tag: &str) -> Result<String, ReferenceError> {
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let bytes = tag.as_bytes();
+    if bytes.is_empty() || !word(bytes[0]) || !bytes.iter().all(|&b| word(b) || b == b'.' || b == b'-') {
+        return Err(ReferenceError::InvalidFormat(format!(
+            "tag {tag:?} must match [A-Za-z0-9_][A-Za-z0-9_.-]*"
+        )));
+    }
+    if bytes.len() > TAG_LENGTH_MAX {
+        return Err(ReferenceError::TagTooLong);
+    }
+    Ok(tag.to_string())
+}
+
+/// `algorithm:hex`, with the lengths the known algorithms require.
+fn parse_digest(digest: &str) -> Result<String, ReferenceError> {
+    let bad = || ReferenceError::InvalidFormat(format!("digest {digest:?} must be algorithm:hex"));
+    let (algorithm, hex) = digest.split_once(':').ok_or_else(bad)?;
+    let algorithm_ok = algorithm
+        .split(['+', '.', '_', '-'])
+        .all(|c| c.bytes().next().is_some_and(|b| b.is_ascii_alphabetic()) && c.bytes().all(|b| b.is_ascii_alphanumeric()));
+    if !algorithm_ok || hex.len() < 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad());
+    }
+    let expected = match algorithm {
+        "sha256" => 64,
+        "sha384" => 96,
+        "sha512" => 128,
+        other => return Err(ReferenceError::UnsupportedDigest(other.to_string())),
+    };
+    if hex.len() != expected || hex.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err(ReferenceError::DigestLength(algorithm.to_string()));
+    }
+    Ok(digest.to_string())
+}
+
+/// Validates a runtime handler name: a DNS-1123 label.
+pub fn validate_handler(handler: &str) -> Result<(), HandlerError> {
+    let bytes = handler.as_bytes();
+    let inner = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-';
+    let ends = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let ok = !bytes.is_empty()
+        && bytes.len() <= 63
+        && ends(bytes[0])
+        && ends(bytes[bytes.len() - 1])
+        && bytes.iter().all(inner);
+    if ok {
+        Ok(())
+    } else {
+        Err(HandlerError(handler.to_string()))
+    }
+}
+
+/// A runtime handler that is not a DNS-1123 label.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("runtime handler {0:?} must be a DNS-1123 label (at most 63 characters of [a-z0-9-], starting and ending with a letter or digit)")]
+pub struct HandlerError(pub String);
+
+#[cfg(test)]
+#[path = "reference_tests.rs"]
+mod tests;

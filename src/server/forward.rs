@@ -1,0 +1,133 @@
+//! Verbatim HTTP/2 forwarding of a gRPC call to a backend: same path, body bytes,
+//! metadata and deadline; the response (headers, every streamed message, trailers) is
+//! handed back as it arrives. Dropping the returned future or body cancels the upstream
+//! call. Must not decode messages.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response};
+use http_body_util::{BodyExt, Full};
+use tonic::body::Body;
+use tower::ServiceExt;
+
+use super::status::CallError;
+use crate::backend::Backend;
+
+/// Sends `request` to `backend` and returns its response, streaming.
+pub async fn forward(backend: &Backend, request: Request<Body>) -> Result<Response<Body>, CallError> {
+    let deadline = grpc_timeout(request.headers());
+    let call = backend.channel().oneshot(request);
+    let result = match deadline {
+        Some(limit) => tokio::time::timeout(limit, call)
+            .await
+            .map_err(|_| CallError::DeadlineExceeded)?,
+        None => call.await,
+    };
+    result.map_err(|err| CallError::Unavailable {
+        backend: backend.name.clone(),
+        endpoint: backend.endpoint.clone(),
+        reason: error_chain(&err),
+    })
+}
+
+/// A new request with the caller's method, URI, version and metadata and `body`.
+pub fn rebuild_request(parts: &http::request::Parts, body: Bytes) -> Request<Body> {
+    let mut request = Request::new(Body::new(Full::new(body)));
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = parts.uri.clone();
+    *request.version_mut() = parts.version;
+    *request.headers_mut() = parts.headers.clone();
+    request
+}
+
+/// A unary response read to its end: headers, the message bytes, trailers.
+pub struct CollectedResponse {
+    pub parts: http::response::Parts,
+    pub body: Bytes,
+    pub trailers: Option<HeaderMap>,
+}
+
+impl CollectedResponse {
+    /// Reads a whole response; a body that breaks off becomes a status.
+    pub async fn read(response: Response<Body>) -> Result<Self, CallError> {
+        let (parts, body) = response.into_parts();
+        let collected = body.collect().await.map_err(CallError::Status)?;
+        let trailers = collected.trailers().cloned();
+        Ok(CollectedResponse {
+            parts,
+            body: collected.to_bytes(),
+            trailers,
+        })
+    }
+
+    /// True when the call succeeded (grpc-status 0 in trailers, none in headers).
+    pub fn is_ok(&self) -> bool {
+        let status_of = |h: &HeaderMap| h.get("grpc-status").map(|v| v.as_bytes() == b"0");
+        match status_of(&self.parts.headers) {
+            Some(ok) => ok,
+            None => self.trailers.as_ref().and_then(status_of).unwrap_or(false),
+        }
+    }
+
+    /// Turns the parts back into a response with `body` as its data.
+    pub fn into_response(mut self, body: Bytes) -> Response<Body> {
+        self.parts.headers.remove(http::header::CONTENT_LENGTH);
+        let trailers = self.trailers;
+        let body = Full::new(body).with_trailers(async move { trailers.map(Ok) });
+        Response::from_parts(self.parts, Body::new(body))
+    }
+}
+
+/// Parses a `grpc-timeout` header ("100m", "5S", …).
+pub fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
+    let text = headers.get("grpc-timeout")?.to_str().ok()?;
+    if text.len() < 2 {
+        return None;
+    }
+    let (digits, unit) = text.split_at(text.len() - 1);
+    let value: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(value.saturating_mul(3600)),
+        "M" => Duration::from_secs(value.saturating_mul(60)),
+        "S" => Duration::from_secs(value),
+        "m" => Duration::from_millis(value),
+        "u" => Duration::from_micros(value),
+        "n" => Duration::from_nanos(value),
+        _ => return None,
+    })
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse_in_every_unit() {
+        let parse = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("grpc-timeout", v.parse().unwrap());
+            grpc_timeout(&h)
+        };
+        assert_eq!(parse("1m"), Some(Duration::from_millis(1)));
+        assert_eq!(parse("5S"), Some(Duration::from_secs(5)));
+        assert_eq!(parse("2M"), Some(Duration::from_secs(120)));
+        assert_eq!(parse("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse("300u"), Some(Duration::from_micros(300)));
+        assert_eq!(parse("7n"), Some(Duration::from_nanos(7)));
+        assert_eq!(parse("x"), None);
+        assert_eq!(parse("10X"), None);
+        assert_eq!(grpc_timeout(&HeaderMap::new()), None);
+    }
+}

@@ -1,0 +1,94 @@
+//! The CRI front door: accepts HTTP/2 on the unix socket and routes each call either to
+//! an intercepted ImageService handler or to verbatim forwarding. Decides no policy.
+
+pub mod forward;
+pub mod images;
+pub mod socket;
+pub mod status;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::UnixListener;
+use tonic::body::Body;
+
+use crate::backend::BackendSet;
+use status::CallError;
+
+/// What every call can reach.
+pub struct ServerState {
+    pub backends: BackendSet,
+}
+
+/// Serves one call: intercepted paths go to their handler, everything else is
+/// forwarded to the default backend untouched.
+pub async fn dispatch(state: Arc<ServerState>, request: Request<Incoming>) -> Response<Body> {
+    let path = request.uri().path().to_string();
+    let result = if images::is_intercepted(&path) {
+        match images::UnaryCall::read(request).await {
+            Ok(call) => images::handle(&state, call).await,
+            Err(err) => Err(err),
+        }
+    } else {
+        forward::forward(state.backends.default_backend(), request.map(Body::new)).await
+    };
+    result.unwrap_or_else(|err| error_response(&path, err))
+}
+
+fn error_response(path: &str, err: CallError) -> Response<Body> {
+    let status = err.into_status();
+    tracing::debug!(path, code = ?status.code(), message = status.message(), "call failed");
+    status.into_http()
+}
+
+/// Accepts connections until `shutdown` resolves, then lets in-flight calls finish for
+/// up to `grace`.
+pub async fn serve(
+    listener: UnixListener,
+    state: Arc<ServerState>,
+    shutdown: impl std::future::Future<Output = ()>,
+    grace: Duration,
+) {
+    let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new()).http2_only();
+    builder
+        .http2()
+        .max_concurrent_streams(None)
+        .max_header_list_size(16 * 1024 * 1024);
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let state = state.clone();
+        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+            let state = state.clone();
+            async move { Ok::<_, Infallible>(dispatch(state, request).await) }
+        });
+        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let watched = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(err) = watched.await {
+                tracing::debug!(error = %err, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!(?grace, "shutdown grace elapsed with calls still in flight");
+    }
+}
