@@ -1,0 +1,397 @@
+//! Ring 3: imageshim in front of Debian's real containerd, with images built and pushed
+//! to a real docker-registry by the project's own code. Run by hack/test.sh.
+
+mod support;
+
+use std::time::Duration;
+
+use imageshim::cri::{self, paths};
+use support::{backend_toml, oci, CriClient, RealEnv, Shim};
+use tonic::Code;
+
+const VERSION: &str = "/runtime.v1.RuntimeService/Version";
+const STATUS: &str = "/runtime.v1.RuntimeService/Status";
+const LIST_SANDBOXES: &str = "/runtime.v1.RuntimeService/ListPodSandbox";
+const LIST_CONTAINERS: &str = "/runtime.v1.RuntimeService/ListContainers";
+const CONTAINER_EVENTS: &str = "/runtime.v1.RuntimeService/GetContainerEvents";
+const STREAM_IMAGES: &str = "/runtime.v1.ImageService/StreamImages";
+
+async fn shim_for(env: &RealEnv, runtime_config: &str) -> Shim {
+    Shim::start(&backend_toml(
+        "containerd",
+        "containerd",
+        &env.containerd_socket,
+        true,
+        &[],
+        runtime_config,
+    ))
+    .await
+}
+
+fn spec(image: &str, handler: &str) -> Option<cri::ImageSpec> {
+    Some(cri::ImageSpec {
+        image: image.into(),
+        runtime_handler: handler.into(),
+        ..Default::default()
+    })
+}
+
+async fn pull(client: &CriClient, image: &str) -> Result<String, tonic::Status> {
+    let request = cri::PullImageRequest {
+        image: spec(image, ""),
+        ..Default::default()
+    };
+    client
+        .call::<_, cri::PullImageResponse>(paths::PULL_IMAGE, request)
+        .await
+        .map(|r| r.image_ref)
+}
+
+async fn status(client: &CriClient, image: &str, handler: &str) -> Option<cri::Image> {
+    let request = cri::ImageStatusRequest {
+        image: spec(image, handler),
+        verbose: false,
+    };
+    client
+        .call::<_, cri::ImageStatusResponse>(paths::IMAGE_STATUS, request)
+        .await
+        .unwrap()
+        .image
+}
+
+#[tokio::test]
+async fn runtime_service_calls_match_direct_containerd() {
+    let env = RealEnv::get();
+    let shim = shim_for(&env, "").await;
+    let direct = env.direct();
+    let via: cri::VersionResponse = shim
+        .client
+        .call(VERSION, cri::VersionRequest::default())
+        .await
+        .unwrap();
+    let want: cri::VersionResponse = direct
+        .call(VERSION, cri::VersionRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(via, want);
+    assert_eq!(via.runtime_name, "containerd");
+    let via: cri::StatusResponse = shim
+        .client
+        .call(STATUS, cri::StatusRequest { verbose: true })
+        .await
+        .unwrap();
+    assert!(
+        via.info.contains_key("config"),
+        "verbose Status info forwarded: {:?}",
+        via.info.keys()
+    );
+    let conditions = via.status.unwrap().conditions;
+    assert!(conditions
+        .iter()
+        .any(|c| c.r#type == "RuntimeReady" && c.status));
+    let sandboxes: cri::ListPodSandboxResponse = shim
+        .client
+        .call(LIST_SANDBOXES, cri::ListPodSandboxRequest::default())
+        .await
+        .unwrap();
+    let direct_sandboxes: cri::ListPodSandboxResponse = direct
+        .call(LIST_SANDBOXES, cri::ListPodSandboxRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(sandboxes, direct_sandboxes);
+    let containers: cri::ListContainersResponse = shim
+        .client
+        .call(LIST_CONTAINERS, cri::ListContainersRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(containers.containers.len(), 0);
+}
+
+#[tokio::test]
+async fn pull_status_list_remove_by_tag_default_tag_and_digest() {
+    let env = RealEnv::get();
+    let repo = "it/lifecycle";
+    let digest = oci::build_and_push(&env.registry, repo, &["v1", "latest"], Some("1234"), None);
+    let shim = shim_for(&env, "").await;
+    let c = &shim.client;
+    let by_tag = format!("{}/{repo}:v1", env.registry);
+    let untagged = format!("{}/{repo}", env.registry);
+    let by_digest = format!("{}/{repo}@{digest}", env.registry);
+
+    let image_id = pull(c, &by_tag).await.unwrap();
+    assert!(image_id.starts_with("sha256:"), "{image_id}");
+    assert_eq!(pull(c, &untagged).await.unwrap(), image_id);
+    assert_eq!(pull(c, &by_digest).await.unwrap(), image_id);
+
+    let image = status(c, &by_tag, "").await.expect("present by tag");
+    assert_eq!(image.id, image_id);
+    assert_eq!(
+        image.uid.map(|u| u.value),
+        Some(1234),
+        "User from the image config"
+    );
+    assert!(image.repo_tags.contains(&format!("{untagged}:latest")));
+    assert!(
+        image.repo_digests.contains(&by_digest),
+        "{:?}",
+        image.repo_digests
+    );
+    assert_eq!(
+        status(c, &image_id, "").await.unwrap().id,
+        image_id,
+        "by ID"
+    );
+    assert_eq!(
+        status(c, &by_digest, "").await.unwrap().id,
+        image_id,
+        "by digest"
+    );
+
+    let all: cri::ListImagesResponse = c
+        .call(paths::LIST_IMAGES, cri::ListImagesRequest::default())
+        .await
+        .unwrap();
+    assert!(all.images.iter().any(|i| i.id == image_id));
+    let filter = || cri::ListImagesRequest {
+        filter: Some(cri::ImageFilter {
+            image: spec(&by_tag, ""),
+        }),
+    };
+    let filtered: cri::ListImagesResponse = c.call(paths::LIST_IMAGES, filter()).await.unwrap();
+    let direct_filtered: cri::ListImagesResponse = env
+        .direct()
+        .call(paths::LIST_IMAGES, filter())
+        .await
+        .unwrap();
+    assert_eq!(
+        filtered, direct_filtered,
+        "the filter reaches containerd as sent"
+    );
+    assert!(filtered.images.iter().any(|i| i.id == image_id));
+
+    let _: cri::RemoveImageResponse = c
+        .call(
+            paths::REMOVE_IMAGE,
+            cri::RemoveImageRequest {
+                image: spec(&image_id, ""),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(status(c, &by_tag, "").await.is_none(), "removed");
+    assert!(
+        status(&env.direct(), &by_tag, "").await.is_none(),
+        "removed in containerd too"
+    );
+}
+
+#[tokio::test]
+async fn handlers_are_discovered_routed_and_reported() {
+    let env = RealEnv::get();
+    let repo = "it/handlers";
+    oci::build_and_push(&env.registry, repo, &["v1"], None, None);
+    let shim = shim_for(&env, &env.containerd_config.display().to_string()).await;
+    let image = format!("{}/{repo}:v1", env.registry);
+    let mut config = cri::PodSandboxConfig::default();
+    config
+        .annotations
+        .insert(cri::RUNTIME_HANDLER_ANNOTATION.into(), "runc".into());
+    let request = cri::PullImageRequest {
+        image: spec(&image, ""),
+        sandbox_config: Some(config),
+        ..Default::default()
+    };
+    let _: cri::PullImageResponse = shim.client.call(paths::PULL_IMAGE, request).await.unwrap();
+    let with_handler = status(&shim.client, &image, "runc").await.unwrap();
+    assert_eq!(with_handler.spec.unwrap().runtime_handler, "runc");
+    let without = status(&shim.client, &image, "").await.unwrap();
+    assert_eq!(
+        without.spec.map(|s| s.runtime_handler).unwrap_or_default(),
+        ""
+    );
+    let listed: cri::ListImagesResponse = shim
+        .client
+        .call(
+            paths::LIST_IMAGES,
+            cri::ListImagesRequest {
+                filter: Some(cri::ImageFilter {
+                    image: spec("", "runc"),
+                }),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(!listed.images.is_empty());
+    assert!(listed
+        .images
+        .iter()
+        .all(|i| i.spec.as_ref().unwrap().runtime_handler == "runc"));
+
+    let unknown = cri::PullImageRequest {
+        image: spec(&image, "wasm"),
+        ..Default::default()
+    };
+    let err = shim
+        .client
+        .call::<_, cri::PullImageResponse>(paths::PULL_IMAGE, unknown)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(
+        err.message(),
+        "unknown runtime handler \"wasm\"; known handlers: runc"
+    );
+}
+
+#[tokio::test]
+async fn errors_match_direct_containerd_code_for_code() {
+    let env = RealEnv::get();
+    let shim = shim_for(&env, "").await;
+    let direct = env.direct();
+    let missing = format!("{}/it/does-not-exist:v9", env.registry);
+    let via = pull(&shim.client, &missing).await.unwrap_err();
+    let want = pull(&direct, &missing).await.unwrap_err();
+    assert_eq!((via.code(), via.message()), (want.code(), want.message()));
+    assert!(via.message().contains("not found"), "{}", via.message());
+    assert!(status(&shim.client, &missing, "").await.is_none());
+
+    let bad = pull(&shim.client, "Not/Valid:ref").await.unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert!(
+        bad.message().contains("Not/Valid:ref") && bad.message().contains("lowercase"),
+        "{}",
+        bad.message()
+    );
+
+    for path in [STREAM_IMAGES, "/runtime.v1.ImageService/NoSuchMethodYet"] {
+        let via = shim
+            .client
+            .call::<_, cri::ListImagesResponse>(path, cri::ListImagesRequest::default())
+            .await
+            .unwrap_err();
+        let want = direct
+            .call::<_, cri::ListImagesResponse>(path, cri::ListImagesRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(via.code(), Code::Unimplemented, "{path}");
+        assert_eq!(
+            (via.code(), via.message()),
+            (want.code(), want.message()),
+            "{path}"
+        );
+    }
+    let via = shim
+        .client
+        .stream::<_, cri::ContainerEventResponse>(
+            CONTAINER_EVENTS,
+            tonic::Request::new(cri::GetEventsRequest {}),
+        )
+        .await;
+    let want = direct
+        .stream::<_, cri::ContainerEventResponse>(
+            CONTAINER_EVENTS,
+            tonic::Request::new(cri::GetEventsRequest {}),
+        )
+        .await;
+    match (via, want) {
+        (Err(via), Err(want)) => {
+            assert_eq!((via.code(), via.message()), (want.code(), want.message()))
+        }
+        (Ok(mut via), Ok(_)) => {
+            // A runtime that streams events: the stream stays open with no message yet.
+            let next =
+                tokio::time::timeout(Duration::from_millis(300), via.get_mut().message()).await;
+            assert!(next.is_err(), "stream open and waiting");
+        }
+        (via, want) => panic!(
+            "shim and containerd disagree: {:?} vs {:?}",
+            via.err(),
+            want.err()
+        ),
+    }
+}
+
+#[tokio::test]
+async fn image_fs_info_and_a_short_deadline() {
+    let env = RealEnv::get();
+    let shim = shim_for(&env, "").await;
+    let info: cri::ImageFsInfoResponse = shim
+        .client
+        .call(paths::IMAGE_FS_INFO, cri::ImageFsInfoRequest {})
+        .await
+        .unwrap();
+    let mountpoint = &info.image_filesystems[0].fs_id.as_ref().unwrap().mountpoint;
+    assert!(mountpoint.contains("native"), "{mountpoint}");
+    let repo = "it/deadline";
+    oci::build_and_push(&env.registry, repo, &["v1"], None, None);
+    let request = cri::PullImageRequest {
+        image: spec(&format!("{}/{repo}:v1", env.registry), ""),
+        ..Default::default()
+    };
+    // grpc-go and the kubelet send grpc-timeout; the shim answers DeadlineExceeded itself.
+    let framed = imageshim::cri::wire::frame(&prost::Message::encode_to_vec(&request));
+    let answer = support::raw::raw_call(
+        &shim.socket,
+        paths::PULL_IMAGE,
+        &[("grpc-timeout", "1m")],
+        framed,
+    )
+    .await;
+    assert_eq!(
+        answer.status().0,
+        (Code::DeadlineExceeded as i32).to_string(),
+        "{:?}",
+        answer.status()
+    );
+}
+
+#[tokio::test]
+async fn backend_stopped_and_restarted_mid_test() {
+    let env = RealEnv::get();
+    let dir = tempfile::tempdir().unwrap();
+    let script = env.hack_dir.join("containerd.sh");
+    let run = |cmd: &str| {
+        let out = std::process::Command::new(&script)
+            .arg(cmd)
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{cmd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run("start");
+    let socket = dir.path().join("containerd.sock");
+    let shim = Shim::start(&backend_toml("own", "containerd", &socket, true, &[], "")).await;
+    let version = || {
+        shim.client
+            .call::<_, cri::VersionResponse>(VERSION, cri::VersionRequest::default())
+    };
+    assert!(version().await.is_ok());
+    run("stop");
+    let down = version().await.unwrap_err();
+    assert_eq!(down.code(), Code::Unavailable, "{down:?}");
+    assert!(down.message().contains("backend own"), "{}", down.message());
+    let fs = shim
+        .client
+        .call::<_, cri::ImageFsInfoResponse>(paths::IMAGE_FS_INFO, cri::ImageFsInfoRequest {})
+        .await;
+    assert_eq!(
+        fs.unwrap_err().code(),
+        Code::Unavailable,
+        "ImageFsInfo answers, does not hang"
+    );
+    run("start");
+    let mut recovered = false;
+    for _ in 0..50 {
+        if version().await.is_ok() {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(recovered, "shim reconnects to the restarted containerd");
+    run("stop");
+}

@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 pub const DEFAULT_CONFIG: &str = "/etc/imageshim/config.toml";
 
 #[derive(Debug, Parser)]
-#[command(name = "imageshim", version, about = "CRI image-service shim in front of containerd or CRI-O")]
+#[command(
+    name = "imageshim",
+    version,
+    about = "CRI image-service shim in front of containerd or CRI-O"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -149,9 +149,15 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
         if !self.socket.is_absolute() {
-            problems.push(format!("socket: {:?} must be an absolute path", self.socket));
+            problems.push(format!(
+                "socket: {:?} must be an absolute path",
+                self.socket
+            ));
         }
-        if !matches!(self.log_level.as_str(), "trace" | "debug" | "info" | "warn" | "error") {
+        if !matches!(
+            self.log_level.as_str(),
+            "trace" | "debug" | "info" | "warn" | "error"
+        ) {
             problems.push(format!(
                 "log_level: {:?} must be one of trace, debug, info, warn, error",
                 self.log_level
@@ -173,7 +179,9 @@ fn validate_backends(backends: &[BackendConfig], problems: &mut Vec<String>) {
     }
     let defaults = backends.iter().filter(|b| b.default).count();
     if !backends.is_empty() && defaults != 1 {
-        problems.push(format!("backend.default: exactly one backend must be the default, found {defaults}"));
+        problems.push(format!(
+            "backend.default: exactly one backend must be the default, found {defaults}"
+        ));
     }
     let mut seen_names = std::collections::HashSet::new();
     let mut seen_handlers = std::collections::HashMap::new();
@@ -191,11 +199,16 @@ fn validate_backends(backends: &[BackendConfig], problems: &mut Vec<String>) {
             if let Err(e) = validate_handler(h) {
                 problems.push(format!("{at}.handlers: {e}"));
             } else if let Some(other) = seen_handlers.insert(h.as_str(), b.name.as_str()) {
-                problems.push(format!("{at}.handlers: {h:?} is also served by backend {other:?}"));
+                problems.push(format!(
+                    "{at}.handlers: {h:?} is also served by backend {other:?}"
+                ));
             }
         }
         if !b.runtime_config.is_empty() && !Path::new(&b.runtime_config).exists() {
-            problems.push(format!("{at}.runtime_config: {:?} does not exist", b.runtime_config));
+            problems.push(format!(
+                "{at}.runtime_config: {:?} does not exist",
+                b.runtime_config
+            ));
         }
     }
 }

@@ -13,7 +13,10 @@ fn the_documented_root_config_parses_and_validates() {
     let text = include_str!("../config.toml");
     let config = Config::parse(text).expect("config.toml parses");
     config.validate().expect("config.toml validates");
-    assert_eq!(config.socket, PathBuf::from("/run/imageshim/imageshim.sock"));
+    assert_eq!(
+        config.socket,
+        PathBuf::from("/run/imageshim/imageshim.sock")
+    );
     assert!(config.pull.serialize_image_pulls);
     assert_eq!(config.shutdown_grace, Duration::from_secs(30));
 }
@@ -55,7 +58,11 @@ runtime_config = "/does/not/exist.toml"
 serialize_image_pulls = true
 max_parallel_image_pulls = 3
 "#;
-    let err = Config::parse(text).unwrap().validate().unwrap_err().to_string();
+    let err = Config::parse(text)
+        .unwrap()
+        .validate()
+        .unwrap_err()
+        .to_string();
     for expected in [
         "socket:",
         "log_level:",
@@ -91,6 +98,7 @@ fn cap_rules_follow_the_kubelet() {
 fn bad_durations_and_kinds_name_the_value() {
     let err = Config::parse(&format!("shutdown_grace = \"soon\"\n{MINIMAL}")).unwrap_err();
     assert!(err.contains("soon"), "{err}");
-    let err = Config::parse(&MINIMAL.replace("kind = \"containerd\"", "kind = \"docker\"")).unwrap_err();
+    let err =
+        Config::parse(&MINIMAL.replace("kind = \"containerd\"", "kind = \"docker\"")).unwrap_err();
     assert!(err.contains("docker"), "{err}");
 }

@@ -133,7 +133,8 @@ fn looks_like_domain(first: &str) -> bool {
 }
 
 fn validate_domain(domain: &str) -> Result<(), ReferenceError> {
-    let bad = || ReferenceError::InvalidFormat(format!("domain {domain:?} is not a valid host[:port]"));
+    let bad =
+        || ReferenceError::InvalidFormat(format!("domain {domain:?} is not a valid host[:port]"));
     let (host, port) = if let Some(rest) = domain.strip_prefix('[') {
         let (inside, after) = rest.split_once(']').ok_or_else(bad)?;
         if inside.is_empty() || !inside.bytes().all(|b| b.is_ascii_hexdigit() || b == b':') {
@@ -166,7 +167,9 @@ fn is_domain_component(c: &str) -> bool {
     !bytes.is_empty()
         && bytes[0].is_ascii_alphanumeric()
         && bytes[bytes.len() - 1].is_ascii_alphanumeric()
-        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
 }
 
 fn validate_path(path: &str) -> Result<(), ReferenceError> {
@@ -190,7 +193,8 @@ fn is_path_component(c: &str) -> bool {
     let mut separator = String::new();
     for &b in bytes {
         if alnum(b) {
-            let ok = matches!(separator.as_str(), "" | "." | "_" | "__") || separator.bytes().all(|s| s == b'-');
+            let ok = matches!(separator.as_str(), "" | "." | "_" | "__")
+                || separator.bytes().all(|s| s == b'-');
             if !ok {
                 return false;
             }
@@ -208,7 +212,10 @@ fn is_path_component(c: &str) -> bool {
 fn parse_tag(tag: &str) -> Result<String, ReferenceError> {
     let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
     let bytes = tag.as_bytes();
-    if bytes.is_empty() || !word(bytes[0]) || !bytes.iter().all(|&b| word(b) || b == b'.' || b == b'-') {
+    if bytes.is_empty()
+        || !word(bytes[0])
+        || !bytes.iter().all(|&b| word(b) || b == b'.' || b == b'-')
+    {
         return Err(ReferenceError::InvalidFormat(format!(
             "tag {tag:?} must match [A-Za-z0-9_][A-Za-z0-9_.-]*"
         )));
@@ -223,9 +230,10 @@ fn parse_tag(tag: &str) -> Result<String, ReferenceError> {
 fn parse_digest(digest: &str) -> Result<String, ReferenceError> {
     let bad = || ReferenceError::InvalidFormat(format!("digest {digest:?} must be algorithm:hex"));
     let (algorithm, hex) = digest.split_once(':').ok_or_else(bad)?;
-    let algorithm_ok = algorithm
-        .split(['+', '.', '_', '-'])
-        .all(|c| c.bytes().next().is_some_and(|b| b.is_ascii_alphabetic()) && c.bytes().all(|b| b.is_ascii_alphanumeric()));
+    let algorithm_ok = algorithm.split(['+', '.', '_', '-']).all(|c| {
+        c.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
+            && c.bytes().all(|b| b.is_ascii_alphanumeric())
+    });
     if !algorithm_ok || hex.len() < 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(bad());
     }

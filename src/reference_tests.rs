@@ -17,10 +17,25 @@ fn every_valid_vector_parses_to_its_key_and_parts() {
     for case in cases {
         let input = case["input"].as_str().unwrap();
         let parsed = Reference::parse(input).unwrap_or_else(|e| panic!("{input}: {e}"));
-        assert_eq!(parsed.key(), case["key"].as_str().unwrap(), "key of {input}");
-        assert_eq!(parsed.domain, case["domain"].as_str().unwrap(), "domain of {input}");
-        assert_eq!(parsed.path, case["path"].as_str().unwrap(), "path of {input}");
-        let tag = parsed.tag.clone().or(parsed.effective_tag().map(str::to_string));
+        assert_eq!(
+            parsed.key(),
+            case["key"].as_str().unwrap(),
+            "key of {input}"
+        );
+        assert_eq!(
+            parsed.domain,
+            case["domain"].as_str().unwrap(),
+            "domain of {input}"
+        );
+        assert_eq!(
+            parsed.path,
+            case["path"].as_str().unwrap(),
+            "path of {input}"
+        );
+        let tag = parsed
+            .tag
+            .clone()
+            .or(parsed.effective_tag().map(str::to_string));
         assert_eq!(tag, opt(&case["tag"]), "tag of {input}");
         assert_eq!(parsed.digest, opt(&case["digest"]), "digest of {input}");
     }
@@ -46,7 +61,10 @@ fn every_invalid_vector_is_refused_for_its_reason() {
         let input = case["input"].as_str().unwrap();
         let why = case["why"].as_str().unwrap();
         let err = Reference::parse(input).expect_err(input);
-        assert!(expected_kind(why, &err), "{input}: expected {why}, got {err}");
+        assert!(
+            expected_kind(why, &err),
+            "{input}: expected {why}, got {err}"
+        );
     }
 }
 
@@ -72,7 +90,15 @@ fn handlers_are_dns_1123_labels() {
     for ok in ["runc", "kata-qemu", "a", "gvisor2", &"a".repeat(63)] {
         assert!(validate_handler(ok).is_ok(), "{ok}");
     }
-    for bad in ["", "Runc", "-runc", "runc-", "run_c", "run.c", &"a".repeat(64)] {
+    for bad in [
+        "",
+        "Runc",
+        "-runc",
+        "runc-",
+        "run_c",
+        "run.c",
+        &"a".repeat(64),
+    ] {
         assert!(validate_handler(bad).is_err(), "{bad}");
     }
 }

@@ -7,7 +7,9 @@ use crate::config::LogFormat;
 /// Installs the global subscriber. `IMAGESHIM_LOG` wins over the configured level.
 pub fn init_logging(level: &str, format: LogFormat) {
     let filter = EnvFilter::try_from_env("IMAGESHIM_LOG").unwrap_or_else(|_| EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),

@@ -10,13 +10,17 @@ use crate::config::BackendKind;
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoveryError {
     #[error("cannot read runtime config {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot parse runtime config {path}: {message}")]
     Parse { path: PathBuf, message: String },
 }
 
 /// containerd 1.x (`io.containerd.grpc.v1.cri`) and 2.x (`io.containerd.cri.v1.runtime`).
-const CONTAINERD_CRI_PLUGINS: [&str; 2] = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime"];
+const CONTAINERD_CRI_PLUGINS: [&str; 2] =
+    ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime"];
 
 /// The handler names a runtime's config declares.
 pub fn discover(kind: BackendKind, path: &Path) -> Result<Vec<String>, DiscoveryError> {
@@ -31,10 +35,11 @@ fn read_toml(path: &Path) -> Result<toml::Table, DiscoveryError> {
         path: path.to_path_buf(),
         source,
     })?;
-    text.parse::<toml::Table>().map_err(|e| DiscoveryError::Parse {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
+    text.parse::<toml::Table>()
+        .map_err(|e| DiscoveryError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
 }
 
 fn table_keys(root: &toml::Table, path: &[&str]) -> Vec<String> {
@@ -51,7 +56,10 @@ fn table_keys(root: &toml::Table, path: &[&str]) -> Vec<String> {
 fn containerd_handlers(config: &toml::Table) -> Result<Vec<String>, DiscoveryError> {
     let mut handlers = Vec::new();
     for plugin in CONTAINERD_CRI_PLUGINS {
-        handlers.extend(table_keys(config, &["plugins", plugin, "containerd", "runtimes"]));
+        handlers.extend(table_keys(
+            config,
+            &["plugins", plugin, "containerd", "runtimes"],
+        ));
     }
     Ok(handlers)
 }
@@ -75,7 +83,10 @@ fn crio_handlers(path: &Path) -> Result<Vec<String>, DiscoveryError> {
     }
     let mut handlers = Vec::new();
     for file in files {
-        handlers.extend(table_keys(&read_toml(&file)?, &["crio", "runtime", "runtimes"]));
+        handlers.extend(table_keys(
+            &read_toml(&file)?,
+            &["crio", "runtime", "runtimes"],
+        ));
     }
     Ok(handlers)
 }

@@ -23,7 +23,11 @@ pub struct Backend {
 
 impl Backend {
     /// A backend whose channel connects on first use and reconnects after failures.
-    pub fn connect_lazy(name: &str, kind: BackendKind, endpoint: &str) -> Result<Self, BackendError> {
+    pub fn connect_lazy(
+        name: &str,
+        kind: BackendKind,
+        endpoint: &str,
+    ) -> Result<Self, BackendError> {
         let path = unix_socket_path(endpoint).map_err(|reason| BackendError::Endpoint {
             backend: name.to_string(),
             reason,
@@ -78,11 +82,18 @@ pub struct BackendSet {
 impl BackendSet {
     /// Builds the set from validated config, reading runtime configs for discovery.
     pub fn from_config(configs: &[BackendConfig]) -> Result<Self, BackendError> {
-        let default = configs.iter().position(|b| b.default).ok_or(BackendError::NoDefault)?;
+        let default = configs
+            .iter()
+            .position(|b| b.default)
+            .ok_or(BackendError::NoDefault)?;
         let mut backends = Vec::new();
         let mut routes = HashMap::new();
         for (index, config) in configs.iter().enumerate() {
-            backends.push(Arc::new(Backend::connect_lazy(&config.name, config.kind, &config.endpoint)?));
+            backends.push(Arc::new(Backend::connect_lazy(
+                &config.name,
+                config.kind,
+                &config.endpoint,
+            )?));
             for handler in &config.handlers {
                 routes.insert(handler.clone(), index);
             }
@@ -93,12 +104,12 @@ impl BackendSet {
                 continue;
             }
             strict = true;
-            let found = discovery::discover(config.kind, config.runtime_config.as_ref()).map_err(|source| {
-                BackendError::Discovery {
+            let found = discovery::discover(config.kind, config.runtime_config.as_ref()).map_err(
+                |source| BackendError::Discovery {
                     backend: config.name.clone(),
                     source,
-                }
-            })?;
+                },
+            )?;
             for handler in found {
                 routes.entry(handler).or_insert(index);
             }

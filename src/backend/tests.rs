@@ -1,7 +1,13 @@
 use super::*;
 use std::path::Path;
 
-fn backend(name: &str, kind: BackendKind, default: bool, handlers: &[&str], runtime_config: &str) -> BackendConfig {
+fn backend(
+    name: &str,
+    kind: BackendKind,
+    default: bool,
+    handlers: &[&str],
+    runtime_config: &str,
+) -> BackendConfig {
     BackendConfig {
         name: name.into(),
         kind,
@@ -13,7 +19,11 @@ fn backend(name: &str, kind: BackendKind, default: bool, handlers: &[&str], runt
 }
 
 fn testdata(rel: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata").join(rel).display().to_string()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata")
+        .join(rel)
+        .display()
+        .to_string()
 }
 
 #[tokio::test]
@@ -26,26 +36,45 @@ async fn without_discovery_unknown_handlers_go_to_the_default() {
     assert_eq!(set.route("").unwrap().name, "containerd");
     assert_eq!(set.route("kata").unwrap().name, "crio");
     assert_eq!(set.route("whatever").unwrap().name, "containerd");
-    assert!(matches!(set.route("Bad_Handler"), Err(RouteError::InvalidHandler(_))));
+    assert!(matches!(
+        set.route("Bad_Handler"),
+        Err(RouteError::InvalidHandler(_))
+    ));
 }
 
 #[tokio::test]
 async fn with_discovery_unknown_handlers_are_refused_listing_the_known_ones() {
     let set = BackendSet::from_config(&[
-        backend("containerd", BackendKind::Containerd, true, &[], &testdata("containerd/config.toml")),
-        backend("crio", BackendKind::CriO, false, &[], &testdata("crio/crio.conf")),
+        backend(
+            "containerd",
+            BackendKind::Containerd,
+            true,
+            &[],
+            &testdata("containerd/config.toml"),
+        ),
+        backend(
+            "crio",
+            BackendKind::CriO,
+            false,
+            &[],
+            &testdata("crio/crio.conf"),
+        ),
     ])
     .unwrap();
     assert_eq!(set.route("gvisor").unwrap().name, "containerd");
     assert_eq!(set.route("kata").unwrap().name, "crio");
     assert_eq!(set.route("crun").unwrap().name, "crio");
     let err = set.route("wasm").unwrap_err().to_string();
-    assert_eq!(err, "unknown runtime handler \"wasm\"; known handlers: crun, gvisor, kata, runc");
+    assert_eq!(
+        err,
+        "unknown runtime handler \"wasm\"; known handlers: crun, gvisor, kata, runc"
+    );
 }
 
 #[test]
 fn crio_drop_ins_are_read_from_a_directory_too() {
-    let mut found = discovery::discover(BackendKind::CriO, Path::new(&testdata("crio/crio.conf.d"))).unwrap();
+    let mut found =
+        discovery::discover(BackendKind::CriO, Path::new(&testdata("crio/crio.conf.d"))).unwrap();
     found.sort();
     assert_eq!(found, vec!["kata"]);
 }
@@ -55,6 +84,8 @@ fn an_unparsable_runtime_config_names_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.toml");
     std::fs::write(&path, "this is = = not toml").unwrap();
-    let err = discovery::discover(BackendKind::Containerd, &path).unwrap_err().to_string();
+    let err = discovery::discover(BackendKind::Containerd, &path)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("config.toml"), "{err}");
 }

@@ -45,7 +45,11 @@ impl AuthConfig {
 impl PullImageRequest {
     /// The runtime handler in containerd's order: the spec field, then the pod annotation.
     pub fn runtime_handler(&self) -> &str {
-        let from_spec = self.image.as_ref().map(|i| i.runtime_handler.as_str()).unwrap_or("");
+        let from_spec = self
+            .image
+            .as_ref()
+            .map(|i| i.runtime_handler.as_str())
+            .unwrap_or("");
         if !from_spec.is_empty() {
             return from_spec;
         }

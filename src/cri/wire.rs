@@ -56,7 +56,10 @@ pub fn unframe(body: &[u8]) -> Result<&[u8], WireError> {
 /// Appends a length-delimited field. For an embedded message this merges into any
 /// existing value of that field; for a repeated field it adds an element.
 pub fn append_message_field(message: &mut Vec<u8>, field: u32, payload: &[u8]) {
-    encode_varint(u64::from(field << 3 | WireType::LengthDelimited as u32), message);
+    encode_varint(
+        u64::from(field << 3 | WireType::LengthDelimited as u32),
+        message,
+    );
     encode_varint(payload.len() as u64, message);
     message.extend_from_slice(payload);
 }
@@ -92,7 +95,11 @@ fn read_field<'a>(buf: &mut &'a [u8]) -> Result<RawField<'a>, WireError> {
             take(buf, 4)?;
             None
         }
-        other => return Err(WireError::Malformed(format!("unsupported wire type {other}"))),
+        other => {
+            return Err(WireError::Malformed(format!(
+                "unsupported wire type {other}"
+            )))
+        }
     };
     let used = start.len() - buf.len();
     Ok(RawField {
@@ -123,7 +130,9 @@ pub fn rewrite_field(
     while !rest.is_empty() {
         let raw = read_field(&mut rest)?;
         match raw.payload {
-            Some(payload) if raw.number == field => append_message_field(&mut out, field, &edit(payload)),
+            Some(payload) if raw.number == field => {
+                append_message_field(&mut out, field, &edit(payload))
+            }
             _ => out.extend_from_slice(raw.whole),
         }
     }

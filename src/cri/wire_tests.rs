@@ -37,7 +37,10 @@ fn appending_auth_to_a_request_without_one_keeps_unknown_fields() {
     let decoded = PullImageRequest::decode(bytes.as_slice()).unwrap();
     assert_eq!(decoded.auth.unwrap().username, "u");
     assert_eq!(decoded.image.unwrap().image, "busybox");
-    assert!(bytes.windows(2).any(|w| w == [0x98, 0x06]), "unknown field 99 kept");
+    assert!(
+        bytes.windows(2).any(|w| w == [0x98, 0x06]),
+        "unknown field 99 kept"
+    );
 }
 
 #[test]
@@ -71,7 +74,10 @@ fn rewrite_field_edits_each_repeated_element_only() {
     .unwrap();
     let decoded = ListImagesResponse::decode(edited.as_slice()).unwrap();
     assert_eq!(decoded.images.len(), 2);
-    assert!(decoded.images.iter().all(|i| i.spec.as_ref().unwrap().runtime_handler == "kata"));
+    assert!(decoded
+        .images
+        .iter()
+        .all(|i| i.spec.as_ref().unwrap().runtime_handler == "kata"));
     assert_eq!(decoded.images[1].spec.as_ref().unwrap().image, "b-image");
 }
 

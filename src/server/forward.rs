@@ -15,8 +15,12 @@ use super::status::CallError;
 use crate::backend::Backend;
 
 /// Sends `request` to `backend` and returns its response, streaming.
-pub async fn forward(backend: &Backend, request: Request<Body>) -> Result<Response<Body>, CallError> {
+pub async fn forward(
+    backend: &Backend,
+    request: Request<Body>,
+) -> Result<Response<Body>, CallError> {
     let deadline = grpc_timeout(request.headers());
+    let started = tokio::time::Instant::now();
     let call = backend.channel().oneshot(request);
     let result = match deadline {
         Some(limit) => tokio::time::timeout(limit, call)
@@ -24,10 +28,16 @@ pub async fn forward(backend: &Backend, request: Request<Body>) -> Result<Respon
             .map_err(|_| CallError::DeadlineExceeded)?,
         None => call.await,
     };
-    result.map_err(|err| CallError::Unavailable {
-        backend: backend.name.clone(),
-        endpoint: backend.endpoint.clone(),
-        reason: error_chain(&err),
+    result.map_err(|err| {
+        // The channel enforces grpc-timeout too and reports it as a transport error.
+        if deadline.is_some_and(|limit| started.elapsed() >= limit) {
+            return CallError::DeadlineExceeded;
+        }
+        CallError::Unavailable {
+            backend: backend.name.clone(),
+            endpoint: backend.endpoint.clone(),
+            reason: error_chain(&err),
+        }
     })
 }
 

@@ -61,7 +61,11 @@ pub async fn handle(state: &ServerState, call: UnaryCall) -> Result<Response<Bod
 pub fn is_intercepted(path: &str) -> bool {
     matches!(
         path,
-        paths::PULL_IMAGE | paths::IMAGE_STATUS | paths::LIST_IMAGES | paths::REMOVE_IMAGE | paths::IMAGE_FS_INFO
+        paths::PULL_IMAGE
+            | paths::IMAGE_STATUS
+            | paths::LIST_IMAGES
+            | paths::REMOVE_IMAGE
+            | paths::IMAGE_FS_INFO
     )
 }
 
@@ -91,7 +95,8 @@ async fn image_status(state: &ServerState, call: UnaryCall) -> Result<Response<B
 
 async fn list_images(state: &ServerState, call: UnaryCall) -> Result<Response<Body>, CallError> {
     let view: cri::ListImagesRequest = call.decode()?;
-    let handler = cri::spec_handler(view.filter.as_ref().and_then(|f| f.image.as_ref())).to_string();
+    let handler =
+        cri::spec_handler(view.filter.as_ref().and_then(|f| f.image.as_ref())).to_string();
     if handler.is_empty() && state.backends.all().len() > 1 {
         return list_images_everywhere(state.backends.all(), &call).await;
     }
@@ -105,13 +110,18 @@ async fn list_images(state: &ServerState, call: UnaryCall) -> Result<Response<Bo
 
 async fn remove_image(state: &ServerState, call: UnaryCall) -> Result<Response<Body>, CallError> {
     let view: cri::RemoveImageRequest = call.decode()?;
-    let backend = state.backends.route(cri::spec_handler(view.image.as_ref()))?;
+    let backend = state
+        .backends
+        .route(cri::spec_handler(view.image.as_ref()))?;
     forward(backend, call.to_request()).await
 }
 
 /// Asks every backend and concatenates the answers (repeated fields concatenate on the
 /// wire); the first failure is returned as it is.
-async fn list_images_everywhere(backends: &[std::sync::Arc<Backend>], call: &UnaryCall) -> Result<Response<Body>, CallError> {
+async fn list_images_everywhere(
+    backends: &[std::sync::Arc<Backend>],
+    call: &UnaryCall,
+) -> Result<Response<Body>, CallError> {
     let mut first: Option<CollectedResponse> = None;
     let mut merged = Vec::new();
     for backend in backends {
@@ -127,7 +137,11 @@ async fn list_images_everywhere(backends: &[std::sync::Arc<Backend>], call: &Una
 }
 
 /// Sets `Image.spec.runtime_handler` in an ImageStatus (`single`) or ListImages answer.
-async fn mark_images_with_handler(response: Response<Body>, handler: &str, single: bool) -> Result<Response<Body>, CallError> {
+async fn mark_images_with_handler(
+    response: Response<Body>,
+    handler: &str,
+    single: bool,
+) -> Result<Response<Body>, CallError> {
     let collected = CollectedResponse::read(response).await?;
     if !collected.is_ok() || collected.body.is_empty() {
         let body = collected.body.clone();

@@ -11,7 +11,10 @@ pub enum SocketError {
     #[error("something is already serving on {0}; refusing to start")]
     InUse(PathBuf),
     #[error("cannot prepare socket {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("socket_group {0:?} is not a known group name or gid")]
     UnknownGroup(String),
 }
@@ -91,6 +94,9 @@ mod tests {
     fn groups_resolve_by_name_or_number() {
         assert_eq!(resolve_group("0").unwrap(), 0);
         assert_eq!(resolve_group("root").unwrap(), 0);
-        assert!(matches!(resolve_group("no-such-group-x"), Err(SocketError::UnknownGroup(_))));
+        assert!(matches!(
+            resolve_group("no-such-group-x"),
+            Err(SocketError::UnknownGroup(_))
+        ));
     }
 }

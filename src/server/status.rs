@@ -11,7 +11,10 @@ use crate::reference::ReferenceError;
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
     #[error("invalid image reference {image:?}: {source}")]
-    Reference { image: String, source: ReferenceError },
+    Reference {
+        image: String,
+        source: ReferenceError,
+    },
     #[error("{0}")]
     Route(#[from] RouteError),
     #[error("cannot read request: {0}")]
@@ -36,7 +39,9 @@ pub enum CallError {
 impl CallError {
     pub fn code(&self) -> Code {
         match self {
-            CallError::Reference { .. } | CallError::Route(_) | CallError::Decode(_) => Code::InvalidArgument,
+            CallError::Reference { .. } | CallError::Route(_) | CallError::Decode(_) => {
+                Code::InvalidArgument
+            }
             CallError::Wire(WireError::TooLarge(_)) => Code::ResourceExhausted,
             CallError::Wire(WireError::Compressed) => Code::Unimplemented,
             CallError::Wire(_) | CallError::Body(_) => Code::InvalidArgument,

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: formatting, clippy, unit tests, hermetic tests, and the
+# real-component tests against Debian's containerd and docker-registry, which this
+# script installs (if missing), starts on private sockets/ports, and stops again.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+. "$here/lib.sh"
+cd "$root"
+
+ensure_pkg containerd containerd
+ensure_pkg docker-registry docker-registry
+ensure_pkg htpasswd apache2-utils
+ensure_pkg protoc protobuf-compiler
+
+work=$(mktemp -d /tmp/imageshim-test.XXXXXX)
+cleanup() {
+  "$here/registry.sh" stop "$work/registry" || true
+  "$here/registry.sh" stop "$work/auth-registry" || true
+  "$here/containerd.sh" stop "$work/containerd" || true
+  rm -rf "$work" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+echo "== starting containerd and registries under $work"
+"$here/containerd.sh" start "$work/containerd" >/dev/null
+registry=$("$here/registry.sh" start "$work/registry" "$(free_port)")
+password="pw-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+auth_registry=$("$here/registry.sh" start "$work/auth-registry" "$(free_port)" "imageshim:$password")
+for r in "$registry" "$auth_registry"; do plain_http_registry "$work/containerd/certs.d" "$r"; done
+
+export IMAGESHIM_TEST_CONTAINERD_DIR="$work/containerd"
+export IMAGESHIM_TEST_REGISTRY_DIR="$work/registry"
+export IMAGESHIM_TEST_REGISTRY="$registry"
+export IMAGESHIM_TEST_AUTH_REGISTRY="$auth_registry"
+export IMAGESHIM_TEST_AUTH_USER="imageshim"
+export IMAGESHIM_TEST_AUTH_PASSWORD="$password"
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+echo "== cargo test (unit, hermetic, real)"
+cargo test --locked --all-targets -- --test-threads 4

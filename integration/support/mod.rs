@@ -1,0 +1,104 @@
+//! Shared test support: a CRI client, test images, the shim started in-process, and the
+//! real services started by hack/test.sh.
+#![allow(dead_code)]
+
+pub mod client;
+pub mod oci;
+pub mod raw;
+
+use std::path::{Path, PathBuf};
+
+use imageshim::app::{self, RunningShim};
+use imageshim::config::Config;
+
+pub use client::CriClient;
+
+/// A shim running in-process on a socket in its own temp dir.
+pub struct Shim {
+    pub running: Option<RunningShim>,
+    pub client: CriClient,
+    pub socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Shim {
+    /// Starts imageshim with `body` (TOML without `socket`) as its config.
+    pub async fn start(body: &str) -> Shim {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("imageshim.sock");
+        let text = format!(
+            "socket = {:?}\nshutdown_grace = \"2s\"\n{body}",
+            socket.display().to_string()
+        );
+        let config = Config::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let running = app::start(config).await.expect("shim starts");
+        Shim {
+            client: CriClient::new(&socket),
+            running: Some(running),
+            socket,
+            _dir: dir,
+        }
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.shutdown().await;
+        }
+    }
+}
+
+/// A `[[backend]]` table.
+pub fn backend_toml(
+    name: &str,
+    kind: &str,
+    socket: &Path,
+    default: bool,
+    handlers: &[&str],
+    runtime_config: &str,
+) -> String {
+    let handlers: Vec<String> = handlers.iter().map(|h| format!("{h:?}")).collect();
+    format!(
+        "[[backend]]\nname = {name:?}\nkind = {kind:?}\nendpoint = \"unix://{}\"\ndefault = {default}\nhandlers = [{}]\nruntime_config = {runtime_config:?}\n",
+        socket.display(),
+        handlers.join(", ")
+    )
+}
+
+/// The real services hack/test.sh started for this run.
+pub struct RealEnv {
+    pub containerd_socket: PathBuf,
+    pub containerd_config: PathBuf,
+    pub registry: String,
+    pub registry_log: PathBuf,
+    pub auth_registry: String,
+    pub auth_user: String,
+    pub auth_password: String,
+    pub hack_dir: PathBuf,
+}
+
+fn required(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: the real-component tests run under hack/test.sh, which starts containerd and the registries")
+    })
+}
+
+impl RealEnv {
+    pub fn get() -> RealEnv {
+        let containerd_dir = PathBuf::from(required("IMAGESHIM_TEST_CONTAINERD_DIR"));
+        let registry_dir = PathBuf::from(required("IMAGESHIM_TEST_REGISTRY_DIR"));
+        RealEnv {
+            containerd_socket: containerd_dir.join("containerd.sock"),
+            containerd_config: containerd_dir.join("config.toml"),
+            registry: required("IMAGESHIM_TEST_REGISTRY"),
+            registry_log: registry_dir.join("registry.log"),
+            auth_registry: required("IMAGESHIM_TEST_AUTH_REGISTRY"),
+            auth_user: required("IMAGESHIM_TEST_AUTH_USER"),
+            auth_password: required("IMAGESHIM_TEST_AUTH_PASSWORD"),
+            hack_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("hack"),
+        }
+    }
+
+    pub fn direct(&self) -> CriClient {
+        CriClient::new(&self.containerd_socket)
+    }
+}

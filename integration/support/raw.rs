@@ -1,0 +1,63 @@
+//! A raw HTTP/2 gRPC client for tests that must see exactly what travels: it sends the
+//! headers it is given (a `grpc-timeout` it does not enforce itself, custom metadata)
+//! and returns response headers, body bytes and trailers untouched.
+
+use std::path::Path;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::UnixStream;
+
+pub struct RawResponse {
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub trailers: HeaderMap,
+}
+
+impl RawResponse {
+    /// grpc-status and grpc-message, from trailers or (trailers-only) headers.
+    pub fn status(&self) -> (String, String) {
+        let get = |name: &str| {
+            self.trailers
+                .get(name)
+                .or_else(|| self.headers.get(name))
+                .map(|v| v.to_str().unwrap().to_string())
+                .unwrap_or_default()
+        };
+        (get("grpc-status"), get("grpc-message"))
+    }
+}
+
+/// Sends one framed gRPC message on `path` with extra `headers`.
+pub async fn raw_call(
+    socket: &Path,
+    path: &str,
+    headers: &[(&str, &str)],
+    framed: Bytes,
+) -> RawResponse {
+    let stream = UnixStream::connect(socket).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let mut request = Request::post(format!("http://localhost{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = sender
+        .send_request(request.body(Full::new(framed)).unwrap())
+        .await
+        .unwrap();
+    let (parts, body) = response.into_parts();
+    let collected = body.collect().await.unwrap();
+    RawResponse {
+        headers: parts.headers,
+        trailers: collected.trailers().cloned().unwrap_or_default(),
+        body: collected.to_bytes(),
+    }
+}
