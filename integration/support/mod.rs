@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod fake;
 pub mod oci;
 pub mod raw;
 
