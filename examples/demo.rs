@@ -1,0 +1,90 @@
+//! Shows imageshim working: pushes a small image to a registry with the project's own
+//! OCI code, then pulls, inspects and lists it through imageshim's socket.
+//!   cargo run --example demo -- SOCKET REGISTRY
+
+#[allow(dead_code)]
+#[path = "../integration/support/client.rs"]
+mod client;
+#[allow(dead_code)]
+#[path = "../integration/support/oci.rs"]
+mod oci;
+
+use imageshim::cri::{self, paths};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let socket = args.next().ok_or("usage: demo SOCKET REGISTRY")?;
+    let registry = args.next().ok_or("usage: demo SOCKET REGISTRY")?;
+    let digest = tokio::task::spawn_blocking({
+        let registry = registry.clone();
+        move || oci::build_and_push(&registry, "demo/hello", &["v1"], Some("1000"), None)
+    })
+    .await?;
+    let image = format!("{registry}/demo/hello:v1");
+    println!("pushed {image} ({digest})");
+    let client = client::CriClient::new(socket.as_ref());
+    let version: cri::VersionResponse = client
+        .call(
+            "/runtime.v1.RuntimeService/Version",
+            cri::VersionRequest::default(),
+        )
+        .await?;
+    println!(
+        "Version via imageshim: {} {}",
+        version.runtime_name, version.runtime_version
+    );
+    let spec = Some(cri::ImageSpec {
+        image: image.clone(),
+        ..Default::default()
+    });
+    let pulled: cri::PullImageResponse = client
+        .call(
+            paths::PULL_IMAGE,
+            cri::PullImageRequest {
+                image: spec.clone(),
+                ..Default::default()
+            },
+        )
+        .await?;
+    println!("PullImage {image} -> {}", pulled.image_ref);
+    let status: cri::ImageStatusResponse = client
+        .call(
+            paths::IMAGE_STATUS,
+            cri::ImageStatusRequest {
+                image: spec,
+                verbose: false,
+            },
+        )
+        .await?;
+    let found = status.image.ok_or("image not found after pull")?;
+    println!(
+        "ImageStatus: tags {:?}, size {} bytes, uid {:?}",
+        found.repo_tags,
+        found.size,
+        found.uid.map(|u| u.value)
+    );
+    let listed: cri::ListImagesResponse = client
+        .call(paths::LIST_IMAGES, cri::ListImagesRequest::default())
+        .await?;
+    println!("ListImages: {} image(s)", listed.images.len());
+    let invalid = client
+        .call::<_, cri::PullImageResponse>(
+            paths::PULL_IMAGE,
+            cri::PullImageRequest {
+                image: Some(cri::ImageSpec {
+                    image: "Bad:Ref!".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect_err("an invalid reference is refused");
+    println!(
+        "PullImage \"Bad:Ref!\" -> {:?}: {}",
+        invalid.code(),
+        invalid.message()
+    );
+    Ok(())
+}

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Brings up a private containerd and registry on this machine, starts imageshim in
+# front of containerd, shows it working (push, pull, status, list through the shim),
+# and keeps imageshim in the foreground until Ctrl-C; then stops everything.
+#   hack/up.sh            (state under /tmp/imageshim-up; IMAGESHIM_UP_DIR to change)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+. "$here/lib.sh"
+cd "$root"
+ensure_pkg containerd containerd
+ensure_pkg docker-registry docker-registry
+ensure_pkg protoc protobuf-compiler
+
+dir=${IMAGESHIM_UP_DIR:-/tmp/imageshim-up}
+mkdir -p "$dir"
+port=${IMAGESHIM_UP_REGISTRY_PORT:-5055}
+cleanup() {
+  [ -n "${shim_pid:-}" ] && kill "$shim_pid" 2>/dev/null && wait "$shim_pid" 2>/dev/null
+  "$here/registry.sh" stop "$dir/registry" || true
+  "$here/containerd.sh" stop "$dir/containerd" || true
+}
+trap cleanup EXIT
+
+cargo build --quiet --bins --examples
+containerd_sock=$("$here/containerd.sh" start "$dir/containerd")
+registry=$("$here/registry.sh" start "$dir/registry" "$port")
+plain_http_registry "$dir/containerd/certs.d" "$registry"
+
+cat > "$dir/config.toml" <<TOML
+socket = "$dir/imageshim.sock"
+[[backend]]
+name = "containerd"
+kind = "containerd"
+endpoint = "unix://$containerd_sock"
+default = true
+runtime_config = "$dir/containerd/config.toml"
+TOML
+target/debug/imageshim check-config --config "$dir/config.toml"
+target/debug/imageshim serve --config "$dir/config.toml" &
+shim_pid=$!
+wait_for 100 test -S "$dir/imageshim.sock"
+target/debug/examples/demo "$dir/imageshim.sock" "$registry"
+cat <<MSG
+
+imageshim is serving on $dir/imageshim.sock (containerd: $containerd_sock, registry: $registry).
+Point crictl at it:  crictl --runtime-endpoint unix://$dir/imageshim.sock images
+Ctrl-C stops imageshim, containerd and the registry.
+MSG
+if [ -n "${IMAGESHIM_UP_ONCE:-}" ]; then exit 0; fi
+wait "$shim_pid"
