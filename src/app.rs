@@ -9,6 +9,7 @@ use tokio::task::JoinHandle;
 
 use crate::backend::BackendSet;
 use crate::config::Config;
+use crate::pull::{Coordinator, PullOptions};
 use crate::server::{self, socket, ServerState};
 
 /// A running imageshim: its socket and the means to stop it.
@@ -37,7 +38,12 @@ pub async fn start(config: Config) -> anyhow::Result<RunningShim> {
     config.validate()?;
     let backends = BackendSet::from_config(&config.backends).context("backends")?;
     let listener = socket::bind(&config.socket, &config.socket_group).await?;
-    let state = Arc::new(ServerState { backends });
+    let pulls = Coordinator::new(PullOptions {
+        permits: config.pull.permits(),
+        cancel_abandoned: config.pull.cancel_abandoned,
+        failure_backoff: config.pull.failure_backoff,
+    });
+    let state = Arc::new(ServerState { backends, pulls });
     let (stop, stopped) = oneshot::channel::<()>();
     let path = config.socket.clone();
     let grace = config.shutdown_grace;

@@ -7,6 +7,7 @@ pub mod backend;
 pub mod cli;
 pub mod config;
 pub mod cri;
+pub mod pull;
 pub mod reference;
 pub mod server;
 pub mod telemetry;

@@ -42,6 +42,24 @@ impl AuthConfig {
     }
 }
 
+/// SHA-256 over a canonical encoding of the caller's credentials, or of "anonymous"
+/// when there are none. Kept in memory only; never printed.
+pub fn credential_fingerprint(auth: Option<&AuthConfig>) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    match auth.filter(|a| !a.is_empty()) {
+        None => hasher.update(b"anonymous"),
+        Some(a) => {
+            hasher.update(b"imageshim-auth-v1");
+            for field in [&a.username, &a.password, &a.auth, &a.server_address, &a.identity_token, &a.registry_token] {
+                hasher.update((field.len() as u64).to_be_bytes());
+                hasher.update(field.as_bytes());
+            }
+        }
+    }
+    hasher.finalize().into()
+}
+
 impl PullImageRequest {
     /// The runtime handler in containerd's order: the spec field, then the pod annotation.
     pub fn runtime_handler(&self) -> &str {
@@ -89,6 +107,22 @@ mod tests {
             ..Default::default()
         };
         assert!(!format!("{req:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn fingerprints_separate_credentials_and_treat_empty_as_anonymous() {
+        let user = |u: &str, p: &str| AuthConfig {
+            username: u.into(),
+            password: p.into(),
+            ..Default::default()
+        };
+        let anonymous = credential_fingerprint(None);
+        assert_eq!(credential_fingerprint(Some(&AuthConfig::default())), anonymous);
+        assert_ne!(credential_fingerprint(Some(&user("a", "b"))), anonymous);
+        assert_ne!(credential_fingerprint(Some(&user("a", "b"))), credential_fingerprint(Some(&user("a", "c"))));
+        // Field boundaries count: ("ab", "") is not ("a", "b").
+        assert_ne!(credential_fingerprint(Some(&user("ab", ""))), credential_fingerprint(Some(&user("a", "b"))));
+        assert_eq!(credential_fingerprint(Some(&user("a", "b"))), credential_fingerprint(Some(&user("a", "b"))));
     }
 
     #[test]

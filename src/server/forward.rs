@@ -51,9 +51,12 @@ pub fn rebuild_request(parts: &http::request::Parts, body: Bytes) -> Request<Bod
     request
 }
 
-/// A unary response read to its end: headers, the message bytes, trailers.
+/// A unary response read to its end: status line, headers, message bytes, trailers.
+/// Cloneable, so one backend answer can be handed to many callers.
+#[derive(Clone, Debug)]
 pub struct CollectedResponse {
-    pub parts: http::response::Parts,
+    pub status: http::StatusCode,
+    pub headers: HeaderMap,
     pub body: Bytes,
     pub trailers: Option<HeaderMap>,
 }
@@ -65,27 +68,46 @@ impl CollectedResponse {
         let collected = body.collect().await.map_err(CallError::Status)?;
         let trailers = collected.trailers().cloned();
         Ok(CollectedResponse {
-            parts,
+            status: parts.status,
+            headers: parts.headers,
             body: collected.to_bytes(),
             trailers,
         })
     }
 
-    /// True when the call succeeded (grpc-status 0 in trailers, none in headers).
-    pub fn is_ok(&self) -> bool {
-        let status_of = |h: &HeaderMap| h.get("grpc-status").map(|v| v.as_bytes() == b"0");
-        match status_of(&self.parts.headers) {
-            Some(ok) => ok,
-            None => self.trailers.as_ref().and_then(status_of).unwrap_or(false),
-        }
+    /// The grpc-status code, from the headers (trailers-only) or the trailers.
+    pub fn grpc_code(&self) -> tonic::Code {
+        let code_of = |h: &HeaderMap| {
+            h.get("grpc-status")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<i32>().ok())
+        };
+        code_of(&self.headers)
+            .or_else(|| self.trailers.as_ref().and_then(code_of))
+            .map(tonic::Code::from_i32)
+            .unwrap_or(tonic::Code::Unknown)
     }
 
-    /// Turns the parts back into a response with `body` as its data.
-    pub fn into_response(mut self, body: Bytes) -> Response<Body> {
-        self.parts.headers.remove(http::header::CONTENT_LENGTH);
-        let trailers = self.trailers;
+    /// True when the call succeeded.
+    pub fn is_ok(&self) -> bool {
+        self.grpc_code() == tonic::Code::Ok
+    }
+
+    /// A response carrying these headers and trailers with `body` as its data.
+    pub fn to_response_with(&self, body: Bytes) -> Response<Body> {
+        let mut headers = self.headers.clone();
+        headers.remove(http::header::CONTENT_LENGTH);
+        let trailers = self.trailers.clone();
         let body = Full::new(body).with_trailers(async move { trailers.map(Ok) });
-        Response::from_parts(self.parts, Body::new(body))
+        let mut response = Response::new(Body::new(body));
+        *response.status_mut() = self.status;
+        *response.headers_mut() = headers;
+        response
+    }
+
+    /// The response as it was read.
+    pub fn to_response(&self) -> Response<Body> {
+        self.to_response_with(self.body.clone())
     }
 }
 

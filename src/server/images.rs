@@ -79,7 +79,8 @@ async fn pull_image(state: &ServerState, call: UnaryCall) -> Result<Response<Bod
     let handler = view.runtime_handler();
     let backend = state.backends.route(handler)?;
     tracing::debug!(image = %reference, handler, backend = %backend.name, "pull image");
-    forward(backend, call.to_request()).await
+    let backend = backend.clone();
+    super::pulls::pull_through_coordinator(&state.pulls, &backend, &reference, &view, call).await
 }
 
 async fn image_status(state: &ServerState, call: UnaryCall) -> Result<Response<Body>, CallError> {
@@ -127,13 +128,13 @@ async fn list_images_everywhere(
     for backend in backends {
         let collected = CollectedResponse::read(forward(backend, call.to_request()).await?).await?;
         if !collected.is_ok() {
-            return Ok(collected.into_response(Bytes::new()));
+            return Ok(collected.to_response());
         }
         merged.extend_from_slice(wire::unframe(&collected.body)?);
         first.get_or_insert(collected);
     }
     let first = first.expect("at least one backend");
-    Ok(first.into_response(wire::frame(&merged)))
+    Ok(first.to_response_with(wire::frame(&merged)))
 }
 
 /// Sets `Image.spec.runtime_handler` in an ImageStatus (`single`) or ListImages answer.
@@ -144,13 +145,11 @@ async fn mark_images_with_handler(
 ) -> Result<Response<Body>, CallError> {
     let collected = CollectedResponse::read(response).await?;
     if !collected.is_ok() || collected.body.is_empty() {
-        let body = collected.body.clone();
-        return Ok(collected.into_response(body));
+        return Ok(collected.to_response());
     }
     let message = wire::unframe(&collected.body)?;
     if single && !wire::has_field(message, 1)? {
-        let body = collected.body.clone();
-        return Ok(collected.into_response(body));
+        return Ok(collected.to_response());
     }
     let spec = ImageSpec {
         runtime_handler: handler.to_string(),
@@ -162,5 +161,5 @@ async fn mark_images_with_handler(
         wire::append_message_field(&mut image, 7, &spec);
         image
     })?;
-    Ok(collected.into_response(wire::frame(&edited)))
+    Ok(collected.to_response_with(wire::frame(&edited)))
 }

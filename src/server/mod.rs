@@ -3,6 +3,7 @@
 
 pub mod forward;
 pub mod images;
+pub mod pulls;
 pub mod socket;
 pub mod status;
 
@@ -24,6 +25,7 @@ use status::CallError;
 /// What every call can reach.
 pub struct ServerState {
     pub backends: BackendSet,
+    pub pulls: pulls::Pulls,
 }
 
 /// Serves one call: intercepted paths go to their handler, everything else is

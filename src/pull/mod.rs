@@ -1,0 +1,160 @@
+//! The pull coordinator: merges concurrent pulls of one key into one backend pull that
+//! lives independently of its callers, lets every caller wait with its own deadline and
+//! cancellation, enforces the node's FIFO pull cap, and optionally backs off failing
+//! keys. Knows nothing of credential formats or wire messages: a pull is a future.
+
+pub mod backoff;
+pub mod cap;
+mod flight;
+pub mod stats;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use tokio::time::Instant;
+
+use backoff::Backoff;
+use cap::Cap;
+use flight::{Flight, WaiterGuard};
+pub use stats::{PullStats, PullStatsSnapshot};
+
+/// An opaque digest of the caller's credentials (never printed).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CredentialFingerprint(pub [u8; 32]);
+
+impl fmt::Debug for CredentialFingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CredentialFingerprint(<redacted>)")
+    }
+}
+
+/// What makes two pulls the same pull.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PullKey {
+    /// The normalised reference.
+    pub image: String,
+    pub handler: String,
+    pub backend: String,
+    pub credentials: CredentialFingerprint,
+}
+
+/// What a finished pull produced, as the coordinator needs to see it.
+pub trait PullOutcome: Clone + Send + Sync + 'static {
+    /// A failure that came from the registry side (eligible for backoff).
+    fn is_registry_failure(&self) -> bool;
+    /// True when the pull succeeded.
+    fn is_success(&self) -> bool;
+}
+
+/// Why a caller stopped waiting without an outcome.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WaitError {
+    #[error("deadline exceeded while waiting for the image pull")]
+    DeadlineExceeded,
+    #[error("the image pull was cancelled before it finished")]
+    Cancelled,
+}
+
+/// Coordinator options, from `[pull]`.
+#[derive(Debug, Clone, Copy)]
+pub struct PullOptions {
+    /// `None` = unlimited.
+    pub permits: Option<usize>,
+    pub cancel_abandoned: bool,
+    pub failure_backoff: bool,
+}
+
+/// Merges, caps and tracks pulls. Cheap to clone.
+pub struct Coordinator<O: PullOutcome> {
+    shared: Arc<Shared<O>>,
+}
+
+impl<O: PullOutcome> Clone for Coordinator<O> {
+    fn clone(&self) -> Self {
+        Coordinator {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+pub(crate) struct Shared<O: PullOutcome> {
+    flights: Mutex<HashMap<PullKey, Arc<Flight<O>>>>,
+    cap: Cap,
+    cancel_abandoned: bool,
+    backoff: Option<Mutex<Backoff<PullKey, O>>>,
+    stats: PullStats,
+}
+
+impl<O: PullOutcome> Coordinator<O> {
+    pub fn new(options: PullOptions) -> Self {
+        Coordinator {
+            shared: Arc::new(Shared {
+                flights: Mutex::new(HashMap::new()),
+                cap: Cap::new(options.permits),
+                cancel_abandoned: options.cancel_abandoned,
+                backoff: options.failure_backoff.then(|| Mutex::new(Backoff::default())),
+                stats: PullStats::default(),
+            }),
+        }
+    }
+
+    pub fn stats(&self) -> PullStatsSnapshot {
+        self.shared.stats.snapshot()
+    }
+
+    /// Waits for the outcome of the pull for `key`, starting it with `job` when no pull
+    /// for that key is in flight. The caller's `deadline` and its own cancellation
+    /// (dropping this future) affect only this caller.
+    pub async fn pull<Fut>(&self, key: PullKey, deadline: Option<Instant>, job: impl FnOnce() -> Fut) -> Result<O, WaitError>
+    where
+        Fut: Future<Output = O> + Send + 'static,
+    {
+        if let Some(outcome) = self.backed_off(&key) {
+            return Ok(outcome);
+        }
+        let guard = self.join_or_start(key, job);
+        let mut results = guard.flight().subscribe();
+        let wait = results.wait_for(Option::is_some);
+        let outcome = match deadline {
+            Some(deadline) => match tokio::time::timeout_at(deadline, wait).await {
+                Ok(outcome) => outcome,
+                Err(_) => return Err(WaitError::DeadlineExceeded),
+            },
+            None => wait.await,
+        };
+        let outcome = outcome.map(|o| o.clone()).map_err(|_| WaitError::Cancelled)?;
+        drop(guard);
+        outcome.ok_or(WaitError::Cancelled)
+    }
+
+    fn backed_off(&self, key: &PullKey) -> Option<O> {
+        let backoff = self.shared.backoff.as_ref()?;
+        let outcome = backoff.lock().unwrap().active(key, Instant::now())?;
+        self.shared.stats.backed_off_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(image = %key.image, handler = %key.handler, "pull refused: key is backing off after a registry failure");
+        Some(outcome)
+    }
+
+    fn join_or_start<Fut>(&self, key: PullKey, job: impl FnOnce() -> Fut) -> WaiterGuard<O>
+    where
+        Fut: Future<Output = O> + Send + 'static,
+    {
+        let mut flights = self.shared.flights.lock().unwrap();
+        if let Some(flight) = flights.get(&key) {
+            self.shared.stats.merged_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return WaiterGuard::join(self.shared.clone(), flight.clone());
+        }
+        let flight = Arc::new(Flight::new());
+        flights.insert(key.clone(), flight.clone());
+        let ticket = self.shared.cap.enqueue();
+        let guard = WaiterGuard::join(self.shared.clone(), flight.clone());
+        drop(flights);
+        tokio::spawn(flight::run(self.shared.clone(), key, flight, ticket, job()));
+        guard
+    }
+}
+
+#[cfg(test)]
+mod tests;
