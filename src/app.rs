@@ -9,12 +9,13 @@ use tokio::task::JoinHandle;
 
 use crate::backend::BackendSet;
 use crate::config::Config;
-use crate::pull::{Coordinator, PullOptions};
+use crate::pull::{Coordinator, PullOptions, PullStatsSnapshot};
 use crate::server::{self, socket, ServerState};
 
 /// A running imageshim: its socket and the means to stop it.
 pub struct RunningShim {
     socket: PathBuf,
+    state: Arc<ServerState>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -22,6 +23,11 @@ pub struct RunningShim {
 impl RunningShim {
     pub fn socket(&self) -> &std::path::Path {
         &self.socket
+    }
+
+    /// The pull coordinator's live statistics.
+    pub fn pull_stats(&self) -> PullStatsSnapshot {
+        self.state.pulls.stats()
     }
 
     /// Stops accepting, drains in-flight calls (up to the grace), removes the socket.
@@ -47,13 +53,15 @@ pub async fn start(config: Config) -> anyhow::Result<RunningShim> {
     let (stop, stopped) = oneshot::channel::<()>();
     let path = config.socket.clone();
     let grace = config.shutdown_grace;
+    let serving = state.clone();
     let task = tokio::spawn(async move {
-        server::serve(listener, state, async move { drop(stopped.await) }, grace).await;
+        server::serve(listener, serving, async move { drop(stopped.await) }, grace).await;
         socket::remove(&path);
     });
     tracing::info!(socket = %config.socket.display(), "imageshim serving");
     Ok(RunningShim {
         socket: config.socket,
+        state,
         stop: Some(stop),
         task,
     })

@@ -5,6 +5,7 @@
 pub mod client;
 pub mod fake;
 pub mod oci;
+pub mod pullfake;
 pub mod raw;
 
 use std::path::{Path, PathBuf};

@@ -51,7 +51,14 @@ pub fn credential_fingerprint(auth: Option<&AuthConfig>) -> [u8; 32] {
         None => hasher.update(b"anonymous"),
         Some(a) => {
             hasher.update(b"imageshim-auth-v1");
-            for field in [&a.username, &a.password, &a.auth, &a.server_address, &a.identity_token, &a.registry_token] {
+            for field in [
+                &a.username,
+                &a.password,
+                &a.auth,
+                &a.server_address,
+                &a.identity_token,
+                &a.registry_token,
+            ] {
                 hasher.update((field.len() as u64).to_be_bytes());
                 hasher.update(field.as_bytes());
             }
@@ -117,12 +124,24 @@ mod tests {
             ..Default::default()
         };
         let anonymous = credential_fingerprint(None);
-        assert_eq!(credential_fingerprint(Some(&AuthConfig::default())), anonymous);
+        assert_eq!(
+            credential_fingerprint(Some(&AuthConfig::default())),
+            anonymous
+        );
         assert_ne!(credential_fingerprint(Some(&user("a", "b"))), anonymous);
-        assert_ne!(credential_fingerprint(Some(&user("a", "b"))), credential_fingerprint(Some(&user("a", "c"))));
+        assert_ne!(
+            credential_fingerprint(Some(&user("a", "b"))),
+            credential_fingerprint(Some(&user("a", "c")))
+        );
         // Field boundaries count: ("ab", "") is not ("a", "b").
-        assert_ne!(credential_fingerprint(Some(&user("ab", ""))), credential_fingerprint(Some(&user("a", "b"))));
-        assert_eq!(credential_fingerprint(Some(&user("a", "b"))), credential_fingerprint(Some(&user("a", "b"))));
+        assert_ne!(
+            credential_fingerprint(Some(&user("ab", ""))),
+            credential_fingerprint(Some(&user("a", "b")))
+        );
+        assert_eq!(
+            credential_fingerprint(Some(&user("a", "b"))),
+            credential_fingerprint(Some(&user("a", "b")))
+        );
     }
 
     #[test]

@@ -75,7 +75,10 @@ mod tests {
         let mut backoff: Backoff<&str, &str> = Backoff::default();
         let t0 = Instant::now();
         assert_eq!(backoff.failed(&"k", "e1", t0), INITIAL);
-        assert_eq!(backoff.active(&"k", t0 + Duration::from_secs(9)), Some("e1"));
+        assert_eq!(
+            backoff.active(&"k", t0 + Duration::from_secs(9)),
+            Some("e1")
+        );
         assert_eq!(backoff.active(&"k", t0 + Duration::from_secs(10)), None);
         let mut now = t0 + Duration::from_secs(10);
         let mut windows = vec![];
@@ -84,7 +87,11 @@ mod tests {
             now += Duration::from_secs(1);
         }
         assert_eq!(windows, [20, 40, 80, 160, 300, 300, 300]);
-        assert_eq!(backoff.failed(&"k", "e", now + RESET_AFTER), INITIAL, "reset after 600 s quiet");
+        assert_eq!(
+            backoff.failed(&"k", "e", now + RESET_AFTER),
+            INITIAL,
+            "reset after 600 s quiet"
+        );
         backoff.succeeded(&"k");
         assert_eq!(backoff.active(&"k", now + RESET_AFTER), None);
         assert_eq!(backoff.active(&"other", now), None);

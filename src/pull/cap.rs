@@ -88,7 +88,9 @@ fn release(cap: Arc<Mutex<CapState>>) {
         }
         drop(locked);
         // If the receiver went away meanwhile, the permit comes back through Drop.
-        let _ = next.send(Permit { cap: Some(cap.clone()) });
+        let _ = next.send(Permit {
+            cap: Some(cap.clone()),
+        });
         return;
     }
     locked.available += 1;

@@ -73,7 +73,11 @@ async fn abandoned<O: PullOutcome>(shared: &Shared<O>, key: &PullKey, flight: &A
     }
 }
 
-fn remove_if_same<O>(flights: &mut std::collections::HashMap<PullKey, Arc<Flight<O>>>, key: &PullKey, flight: &Arc<Flight<O>>) {
+fn remove_if_same<O>(
+    flights: &mut std::collections::HashMap<PullKey, Arc<Flight<O>>>,
+    key: &PullKey,
+    flight: &Arc<Flight<O>>,
+) {
     if flights.get(key).is_some_and(|f| Arc::ptr_eq(f, flight)) {
         flights.remove(key);
     }
@@ -128,10 +132,20 @@ pub(crate) async fn run<O: PullOutcome>(
     }
 }
 
-fn publish<O: PullOutcome>(shared: &Shared<O>, key: &PullKey, flight: &Arc<Flight<O>>, outcome: O, duration: Duration) {
+fn publish<O: PullOutcome>(
+    shared: &Shared<O>,
+    key: &PullKey,
+    flight: &Arc<Flight<O>>,
+    outcome: O,
+    duration: Duration,
+) {
     remove_if_same(&mut shared.flights.lock().unwrap(), key, flight);
     let ok = outcome.is_success();
-    let counter = if ok { &shared.stats.succeeded_total } else { &shared.stats.failed_total };
+    let counter = if ok {
+        &shared.stats.succeeded_total
+    } else {
+        &shared.stats.failed_total
+    };
     counter.fetch_add(1, Relaxed);
     if let Some(backoff) = &shared.backoff {
         let mut backoff = backoff.lock().unwrap();

@@ -94,7 +94,9 @@ impl<O: PullOutcome> Coordinator<O> {
                 flights: Mutex::new(HashMap::new()),
                 cap: Cap::new(options.permits),
                 cancel_abandoned: options.cancel_abandoned,
-                backoff: options.failure_backoff.then(|| Mutex::new(Backoff::default())),
+                backoff: options
+                    .failure_backoff
+                    .then(|| Mutex::new(Backoff::default())),
                 stats: PullStats::default(),
             }),
         }
@@ -107,7 +109,12 @@ impl<O: PullOutcome> Coordinator<O> {
     /// Waits for the outcome of the pull for `key`, starting it with `job` when no pull
     /// for that key is in flight. The caller's `deadline` and its own cancellation
     /// (dropping this future) affect only this caller.
-    pub async fn pull<Fut>(&self, key: PullKey, deadline: Option<Instant>, job: impl FnOnce() -> Fut) -> Result<O, WaitError>
+    pub async fn pull<Fut>(
+        &self,
+        key: PullKey,
+        deadline: Option<Instant>,
+        job: impl FnOnce() -> Fut,
+    ) -> Result<O, WaitError>
     where
         Fut: Future<Output = O> + Send + 'static,
     {
@@ -124,7 +131,9 @@ impl<O: PullOutcome> Coordinator<O> {
             },
             None => wait.await,
         };
-        let outcome = outcome.map(|o| o.clone()).map_err(|_| WaitError::Cancelled)?;
+        let outcome = outcome
+            .map(|o| o.clone())
+            .map_err(|_| WaitError::Cancelled)?;
         drop(guard);
         outcome.ok_or(WaitError::Cancelled)
     }
@@ -132,7 +141,10 @@ impl<O: PullOutcome> Coordinator<O> {
     fn backed_off(&self, key: &PullKey) -> Option<O> {
         let backoff = self.shared.backoff.as_ref()?;
         let outcome = backoff.lock().unwrap().active(key, Instant::now())?;
-        self.shared.stats.backed_off_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.shared
+            .stats
+            .backed_off_total
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::info!(image = %key.image, handler = %key.handler, "pull refused: key is backing off after a registry failure");
         Some(outcome)
     }
@@ -143,7 +155,10 @@ impl<O: PullOutcome> Coordinator<O> {
     {
         let mut flights = self.shared.flights.lock().unwrap();
         if let Some(flight) = flights.get(&key) {
-            self.shared.stats.merged_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.shared
+                .stats
+                .merged_total
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return WaiterGuard::join(self.shared.clone(), flight.clone());
         }
         let flight = Arc::new(Flight::new());

@@ -1,0 +1,79 @@
+use super::*;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::time::Duration;
+
+#[derive(Clone, Debug, PartialEq)]
+struct Outcome(Result<&'static str, &'static str>);
+
+impl PullOutcome for Outcome {
+    fn is_registry_failure(&self) -> bool {
+        self.0.is_err()
+    }
+    fn is_success(&self) -> bool {
+        self.0.is_ok()
+    }
+}
+
+fn key(image: &str) -> PullKey {
+    PullKey {
+        image: image.into(),
+        handler: String::new(),
+        backend: "b".into(),
+        credentials: CredentialFingerprint([0; 32]),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_key_backs_off_for_its_window_then_retries() {
+    let coordinator = Coordinator::new(PullOptions {
+        permits: Some(1),
+        cancel_abandoned: true,
+        failure_backoff: true,
+    });
+    let calls = std::sync::Arc::new(AtomicUsize::new(0));
+    let attempt = || {
+        let calls = calls.clone();
+        coordinator.pull(key("k"), None, move || async move {
+            calls.fetch_add(1, SeqCst);
+            Outcome(Err("registry said no"))
+        })
+    };
+    assert_eq!(attempt().await.unwrap(), Outcome(Err("registry said no")));
+    tokio::time::advance(Duration::from_secs(9)).await;
+    assert_eq!(attempt().await.unwrap(), Outcome(Err("registry said no")));
+    assert_eq!(calls.load(SeqCst), 1, "inside the 10 s window");
+    tokio::time::advance(Duration::from_secs(2)).await;
+    attempt().await.unwrap();
+    assert_eq!(calls.load(SeqCst), 2, "the window passed");
+    tokio::time::advance(Duration::from_secs(19)).await;
+    attempt().await.unwrap();
+    assert_eq!(calls.load(SeqCst), 2, "the second window is 20 s");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiter_deadline_is_its_own() {
+    let coordinator: Coordinator<Outcome> = Coordinator::new(PullOptions {
+        permits: None,
+        cancel_abandoned: true,
+        failure_backoff: false,
+    });
+    let slow = || async {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        Outcome(Ok("done"))
+    };
+    let patient = tokio::spawn({
+        let coordinator = coordinator.clone();
+        async move { coordinator.pull(key("k"), None, slow).await }
+    });
+    tokio::task::yield_now().await;
+    let hasty = coordinator
+        .pull(
+            key("k"),
+            Some(Instant::now() + Duration::from_millis(1)),
+            slow,
+        )
+        .await;
+    assert_eq!(hasty, Err(WaitError::DeadlineExceeded));
+    assert_eq!(patient.await.unwrap(), Ok(Outcome(Ok("done"))));
+    assert_eq!(coordinator.stats().started_total, 1);
+}

@@ -32,7 +32,11 @@ impl PullOutcome for PullAnswer {
         match self {
             Ok(answer) => !matches!(
                 answer.grpc_code(),
-                Code::Ok | Code::Cancelled | Code::DeadlineExceeded | Code::Unavailable | Code::ResourceExhausted
+                Code::Ok
+                    | Code::Cancelled
+                    | Code::DeadlineExceeded
+                    | Code::Unavailable
+                    | Code::ResourceExhausted
             ),
             Err(_) => false,
         }
@@ -59,14 +63,20 @@ pub async fn pull_through_coordinator(
     request.headers_mut().remove("grpc-timeout");
     let backend = backend.clone();
     let job = move || async move {
-        let response = forward(&backend, request).await.map_err(CallError::into_status)?;
-        let answer = CollectedResponse::read(response).await.map_err(CallError::into_status)?;
+        let response = forward(&backend, request)
+            .await
+            .map_err(CallError::into_status)?;
+        let answer = CollectedResponse::read(response)
+            .await
+            .map_err(CallError::into_status)?;
         Ok(Arc::new(answer))
     };
     match pulls.pull(key, deadline, job).await {
         Ok(Ok(answer)) => Ok(answer.to_response()),
         Ok(Err(status)) => Err(CallError::Status(status)),
         Err(WaitError::DeadlineExceeded) => Err(CallError::DeadlineExceeded),
-        Err(err @ WaitError::Cancelled) => Err(CallError::Status(Status::cancelled(err.to_string()))),
+        Err(err @ WaitError::Cancelled) => {
+            Err(CallError::Status(Status::cancelled(err.to_string())))
+        }
     }
 }

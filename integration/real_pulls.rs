@@ -1,0 +1,102 @@
+//! Ring 3 for pull merging: concurrent pulls through imageshim against the real
+//! containerd and registry, counted in the registry's access log, beside the same
+//! pulls made directly to containerd.
+
+mod support;
+
+use imageshim::cri::{self, paths};
+use support::{backend_toml, oci, CriClient, RealEnv, Shim};
+
+/// Manifest requests (by method) the registry's access log shows for `repo`.
+fn manifest_requests(env: &RealEnv, repo: &str, method: &str) -> usize {
+    let log = std::fs::read_to_string(&env.registry_log).unwrap();
+    let needle = format!("\"{method} /v2/{repo}/manifests/");
+    log.lines().filter(|l| l.contains(&needle)).count()
+}
+
+async fn pull_concurrently(
+    client: &CriClient,
+    image: &str,
+    callers: usize,
+) -> Vec<Result<String, tonic::Status>> {
+    let tasks: Vec<_> = (0..callers)
+        .map(|_| {
+            let client = client.clone();
+            let request = cri::PullImageRequest {
+                image: Some(cri::ImageSpec {
+                    image: image.to_string(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            tokio::spawn(async move {
+                client
+                    .call::<_, cri::PullImageResponse>(paths::PULL_IMAGE, request)
+                    .await
+                    .map(|r| r.image_ref)
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    results
+}
+
+#[tokio::test]
+async fn fifty_concurrent_pulls_make_the_registry_serve_the_manifest_once() {
+    let env = RealEnv::get();
+    let shim = Shim::start(&backend_toml(
+        "containerd",
+        "containerd",
+        &env.containerd_socket,
+        true,
+        &[],
+        "",
+    ))
+    .await;
+    let (via_repo, direct_repo) = ("it/merge-shim", "it/merge-direct");
+    oci::build_and_push(&env.registry, via_repo, &["v1"], None, None);
+    oci::build_and_push(&env.registry, direct_repo, &["v1"], None, None);
+
+    let via_image = format!("{}/{via_repo}:v1", env.registry);
+    let results = pull_concurrently(&shim.client, &via_image, 50).await;
+    let ids: std::collections::HashSet<_> = results
+        .into_iter()
+        .map(|r| r.expect("every caller succeeds"))
+        .collect();
+    assert_eq!(ids.len(), 1, "all 50 callers got the same image");
+    let via_gets = manifest_requests(&env, via_repo, "GET");
+    let via_heads = manifest_requests(&env, via_repo, "HEAD");
+    assert_eq!(
+        via_gets, 1,
+        "the registry served the manifest once through imageshim"
+    );
+    let status: cri::ImageStatusResponse = shim
+        .client
+        .call(
+            paths::IMAGE_STATUS,
+            cri::ImageStatusRequest {
+                image: Some(cri::ImageSpec {
+                    image: via_image.clone(),
+                    ..Default::default()
+                }),
+                verbose: false,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(status.image.is_some(), "the image is present");
+
+    let direct_image = format!("{}/{direct_repo}:v1", env.registry);
+    let direct = pull_concurrently(&env.direct(), &direct_image, 50).await;
+    assert!(direct.iter().all(|r| r.is_ok()));
+    let direct_gets = manifest_requests(&env, direct_repo, "GET");
+    let direct_heads = manifest_requests(&env, direct_repo, "HEAD");
+    eprintln!(
+        "registry manifest requests for 50 concurrent pulls: imageshim GET {via_gets} HEAD {via_heads}; direct containerd GET {direct_gets} HEAD {direct_heads}"
+    );
+    assert_eq!(via_heads, 1, "one resolve through imageshim");
+    assert!(via_gets + via_heads <= direct_gets + direct_heads);
+}
