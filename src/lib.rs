@@ -6,6 +6,7 @@ pub mod app;
 pub mod backend;
 pub mod cli;
 pub mod config;
+pub mod credentials;
 pub mod cri;
 pub mod pull;
 pub mod reference;

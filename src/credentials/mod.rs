@@ -1,0 +1,133 @@
+//! Registry credentials for pulls that arrive without their own: docker config.json
+//! keyrings and the kubelet's credential-provider exec plugins, matched with the
+//! kubelet's rules. Owns credential formats; must never log, print or put a secret into
+//! an error.
+
+pub mod duration;
+pub mod exec;
+pub mod keyring;
+pub mod matching;
+pub mod plugin;
+pub mod provider;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::cri::AuthConfig;
+use keyring::FileKeyring;
+use plugin::Provider;
+
+/// One username/password (or identity token) for a registry.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct RegistryCredential {
+    pub username: String,
+    pub password: String,
+    pub identity_token: String,
+}
+
+impl fmt::Debug for RegistryCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RegistryCredential(<redacted>)")
+    }
+}
+
+impl RegistryCredential {
+    /// The CRI AuthConfig to inject: no `server_address` (containerd scopes by it).
+    pub fn to_auth_config(&self) -> AuthConfig {
+        AuthConfig {
+            username: self.username.clone(),
+            password: self.password.clone(),
+            identity_token: self.identity_token.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+/// Problems with credential sources. Messages name files and keys, never secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsError {
+    #[error("docker config {path}: {reason}")]
+    DockerConfig { path: PathBuf, reason: String },
+    #[error("credential provider config {path}:\n  - {}", problems.join("\n  - "))]
+    ProviderConfig { path: PathBuf, problems: Vec<String> },
+}
+
+/// Where credentials come from, from `[credentials]`.
+#[derive(Debug, Clone, Default)]
+pub struct CredentialSources {
+    pub docker_config: Vec<PathBuf>,
+    pub provider_config: Option<PathBuf>,
+    pub provider_bin_dir: PathBuf,
+    pub exec_timeout: Duration,
+}
+
+/// The candidates for one image, and what failed while finding them.
+#[derive(Debug, Default)]
+pub struct Resolution {
+    pub candidates: Vec<RegistryCredential>,
+    /// One line per failed plugin: name and reason (no secrets).
+    pub failures: Vec<String>,
+}
+
+/// Finds candidate credentials in the kubelet's order.
+pub struct Resolver {
+    docker: FileKeyring,
+    providers: Vec<Provider>,
+}
+
+impl Resolver {
+    /// Loads the provider config (refusing what the kubelet would refuse).
+    pub fn new(sources: &CredentialSources) -> Result<Resolver, CredentialsError> {
+        let providers = match &sources.provider_config {
+            Some(path) => provider::load(path, &sources.provider_bin_dir)?
+                .into_iter()
+                .map(|spec| Provider::new(spec, sources.exec_timeout))
+                .collect(),
+            None => Vec::new(),
+        };
+        Ok(Resolver {
+            docker: FileKeyring::new(sources.docker_config.clone()),
+            providers,
+        })
+    }
+
+    /// Every problem with the sources, for check-config.
+    pub fn check(sources: &CredentialSources) -> Vec<String> {
+        let mut problems: Vec<String> = FileKeyring::check(&sources.docker_config)
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect();
+        if let Some(path) = &sources.provider_config {
+            if let Err(e) = provider::load(path, &sources.provider_bin_dir) {
+                problems.push(e.to_string());
+            }
+        }
+        problems
+    }
+
+    /// Candidates for `image` (`host[:port]/path`): config.json matches first, then
+    /// plugin results; each distinct credential once.
+    pub async fn resolve(&self, image: &str) -> Resolution {
+        let mut resolution = Resolution::default();
+        let mut found = self.docker.lookup(image);
+        for provider in &self.providers {
+            match provider.provide(image).await {
+                Ok(credentials) => found.extend(credentials),
+                Err(err) => {
+                    tracing::warn!(provider = %provider.spec.name, error = %err, "credential provider failed");
+                    resolution.failures.push(format!("credential provider {:?}: {err}", provider.spec.name));
+                }
+            }
+        }
+        for credential in found {
+            if !resolution.candidates.contains(&credential) {
+                resolution.candidates.push(credential);
+            }
+        }
+        resolution
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,213 @@
+use super::exec::{decode_response, run_plugin, PluginError};
+use super::keyring::Keyring;
+use super::matching::url_matches;
+use super::plugin::{cache_key, GLOBAL_CACHE_KEY};
+use super::provider::PluginSpec;
+use super::*;
+use serde_json::Value;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+fn vectors() -> Value {
+    serde_json::from_str(include_str!("../../testdata/credentials.json")).unwrap()
+}
+
+fn credential(user: &str, password: &str) -> RegistryCredential {
+    RegistryCredential {
+        username: user.into(),
+        password: password.into(),
+        identity_token: String::new(),
+    }
+}
+
+#[test]
+fn url_match_vectors() {
+    for case in vectors()["url_match"].as_array().unwrap() {
+        let (glob, target) = (case["glob"].as_str().unwrap(), case["target"].as_str().unwrap());
+        assert_eq!(url_matches(glob, target), case["match"].as_bool().unwrap(), "{glob} vs {target}");
+    }
+}
+
+#[test]
+fn docker_config_hit_and_miss_vectors() {
+    let all = vectors();
+    for (section, expect_hit) in [("docker_config_hits", true), ("docker_config_misses", false)] {
+        for case in all[section].as_array().unwrap() {
+            let mut keyring = Keyring::default();
+            keyring.add(case["key"].as_str().unwrap(), credential("u", "p"));
+            let lookup = case["lookup"].as_str().unwrap();
+            assert_eq!(!keyring.lookup(lookup).is_empty(), expect_hit, "{case}");
+        }
+    }
+}
+
+#[test]
+fn docker_config_entry_vector_decodes_auth() {
+    let case = &vectors()["docker_config_entry"];
+    let keyring = Keyring::from_docker_config(&case["json"].to_string(), Path::new("config.json")).unwrap();
+    let found = keyring.lookup("registry.example.com/some/image");
+    assert_eq!(found, vec![credential(case["username"].as_str().unwrap(), case["password"].as_str().unwrap())]);
+}
+
+#[test]
+fn docker_hub_vectors() {
+    let case = &vectors()["docker_hub"];
+    let mut keyring = Keyring::default();
+    keyring.add(case["key"].as_str().unwrap(), credential("hub", "p"));
+    for hit in case["hits"].as_array().unwrap() {
+        assert_eq!(keyring.lookup(hit.as_str().unwrap()).len(), 1, "{hit}");
+    }
+    for miss in case["misses"].as_array().unwrap() {
+        assert!(keyring.lookup(miss.as_str().unwrap()).is_empty(), "{miss}");
+    }
+}
+
+#[test]
+fn ordering_vectors_most_specific_first() {
+    let case = &vectors()["ordering"];
+    let mut keyring = Keyring::default();
+    for (key, user) in case["keys"].as_object().unwrap() {
+        keyring.add(key, credential(user.as_str().unwrap(), "p"));
+    }
+    for lookup in case["lookups"].as_array().unwrap() {
+        let users: Vec<String> = keyring
+            .lookup(lookup["image"].as_str().unwrap())
+            .into_iter()
+            .map(|c| c.username)
+            .collect();
+        let want: Vec<String> = serde_json::from_value(lookup["result"].clone()).unwrap();
+        assert_eq!(users, want, "{lookup}");
+    }
+}
+
+#[test]
+fn plugin_cache_key_vectors() {
+    for case in vectors()["plugin_cache"].as_array().unwrap() {
+        let mut response = serde_json::json!({
+            "kind": "CredentialProviderResponse",
+            "apiVersion": "credentialprovider.kubelet.k8s.io/v1",
+            "cacheKeyType": case["cacheKeyType"],
+            "auth": {},
+        });
+        if let Some(duration) = case.get("cacheDuration") {
+            response["cacheDuration"] = duration.clone();
+        }
+        let decoded = decode_response(response.to_string().as_bytes(), "credentialprovider.kubelet.k8s.io/v1").unwrap();
+        let key = cache_key(&decoded, Duration::from_secs(60), case["image"].as_str().unwrap()).map(|(k, _)| k);
+        let want = case["cache_key"].as_str().map(|k| if k == "<global>" { GLOBAL_CACHE_KEY.to_string() } else { k.to_string() });
+        assert_eq!(key, want, "{case}");
+    }
+}
+
+#[test]
+fn plugin_response_decode_vectors() {
+    for case in vectors()["plugin_response_decode"].as_array().unwrap() {
+        let result = decode_response(case["stdout"].to_string().as_bytes(), "credentialprovider.kubelet.k8s.io/v1");
+        assert_eq!(result.is_ok(), case["ok"].as_bool().unwrap(), "{case}");
+    }
+    let ok = &vectors()["plugin_response_decode"][0]["stdout"];
+    let decoded = decode_response(ok.to_string().as_bytes(), "credentialprovider.kubelet.k8s.io/v1").unwrap();
+    assert_eq!(decoded.keyring.lookup("a.registry.io/x"), vec![credential("user", "password")]);
+}
+
+#[test]
+fn secrets_are_redacted_and_decode_errors_never_quote_values() {
+    let secret = credential("u", "hunter2-secret");
+    assert!(!format!("{secret:?} {:?}", vec![secret.clone()]).contains("hunter2"));
+    let bad = br#"{"kind":"CredentialProviderResponse","apiVersion":"credentialprovider.kubelet.k8s.io/v1","cacheKeyType":"Registry","auth":{"x":{"username":"u","password":12345678}}}"#;
+    let err = decode_response(bad, "credentialprovider.kubelet.k8s.io/v1").unwrap_err().to_string();
+    assert!(!err.contains("12345678"), "{err}");
+}
+
+fn script_plugin(dir: &Path, body: &str) -> PluginSpec {
+    let binary = dir.join("plugin");
+    std::fs::write(&binary, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+    PluginSpec {
+        name: "plugin".into(),
+        binary,
+        match_images: vec!["*.registry.io".into()],
+        default_cache_duration: Duration::from_secs(60),
+        api_version: "credentialprovider.kubelet.k8s.io/v1".into(),
+        args: vec![],
+        env: vec![],
+    }
+}
+
+async fn run_script(body: &str, timeout: Duration) -> Result<super::exec::PluginResponse, PluginError> {
+    let dir = tempfile::tempdir().unwrap();
+    run_plugin(&script_plugin(dir.path(), body), "a.registry.io/x", timeout).await
+}
+
+const GOOD: &str = r#"cat >/dev/null; echo '{"kind":"CredentialProviderResponse","apiVersion":"credentialprovider.kubelet.k8s.io/v1","cacheKeyType":"Registry","auth":{"*.registry.io":{"username":"u","password":"p"}}}'"#;
+
+#[tokio::test]
+async fn plugin_protocol_edge_cases_give_clear_errors_and_never_hang() {
+    let second = Duration::from_secs(1);
+    assert!(run_script(GOOD, second).await.is_ok());
+    let cases: [(&str, &str); 6] = [
+        (&GOOD.replace("CredentialProviderResponse", "WrongKind"), "kind \"WrongKind\""),
+        (&GOOD.replace("kubelet.k8s.io/v1\"", "kubelet.k8s.io/v1beta1\""), "does not match the provider's"),
+        ("echo '{not json'", "JSON error at line 1"),
+        (&GOOD.replace("\"cacheKeyType\":\"Registry\",", ""), "cacheKeyType is required"),
+        ("head -c 2000000 /dev/zero", "more than 1048576 bytes"),
+        ("echo 'token endpoint refused us' >&2; exit 1", "token endpoint refused us"),
+    ];
+    for (body, expected) in cases {
+        let err = run_script(body, second).await.unwrap_err().to_string();
+        assert!(err.contains(expected), "{body}: {err}");
+    }
+    let started = std::time::Instant::now();
+    let err = run_script("sleep 30", Duration::from_millis(300)).await.unwrap_err();
+    assert!(matches!(err, PluginError::Timeout(_)), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5), "killed, not waited for");
+}
+
+#[tokio::test]
+async fn provider_config_is_validated_like_the_kubelet() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    script_plugin(&bin, "exit 0");
+    std::fs::write(bin.join("not-executable"), "x").unwrap();
+    let config = dir.path().join("providers.yaml");
+    std::fs::write(
+        &config,
+        r#"apiVersion: kubelet.config.k8s.io/v1
+kind: CredentialProviderConfig
+providers:
+  - name: plugin
+    matchImages: ["*.registry.io"]
+    defaultCacheDuration: "10m"
+    apiVersion: credentialprovider.kubelet.k8s.io/v1
+    env: [{name: A, value: b}]
+  - name: not-executable
+    matchImages: ["x.io"]
+    defaultCacheDuration: "1m"
+    apiVersion: credentialprovider.kubelet.k8s.io/v1
+  - name: missing
+    matchImages: []
+    apiVersion: credentialprovider.kubelet.k8s.io/v2
+  - name: plugin
+    matchImages: ["y.io"]
+    defaultCacheDuration: "1m"
+    apiVersion: credentialprovider.kubelet.k8s.io/v1
+    tokenAttributes: {serviceAccountTokenAudience: x, requireServiceAccount: true}
+"#,
+    )
+    .unwrap();
+    let err = provider::load(&config, &bin).unwrap_err().to_string();
+    for expected in [
+        "providers[1] (\"not-executable\"): plugin binary",
+        "providers[2] (\"missing\").matchImages",
+        "providers[2] (\"missing\").apiVersion",
+        "providers[2] (\"missing\").defaultCacheDuration: is required",
+        "providers[3] (\"plugin\").name: duplicate",
+        "tokenAttributes: service-account token providers (KEP-4412) need the Kubernetes API server",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in {err}");
+    }
+    std::fs::write(&config, "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n  - name: plugin\n    matchImages: [\"*.registry.io\"]\n    defaultCacheDuration: \"10m\"\n    apiVersion: credentialprovider.kubelet.k8s.io/v1\n").unwrap();
+    let loaded = provider::load(&config, &bin).unwrap();
+    assert_eq!(loaded[0].default_cache_duration, Duration::from_secs(600));
+}
