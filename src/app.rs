@@ -9,6 +9,7 @@ use tokio::task::JoinHandle;
 
 use crate::backend::BackendSet;
 use crate::config::Config;
+use crate::credentials::Resolver;
 use crate::pull::{Coordinator, PullOptions, PullStatsSnapshot};
 use crate::server::{self, socket, ServerState};
 
@@ -49,7 +50,13 @@ pub async fn start(config: Config) -> anyhow::Result<RunningShim> {
         cancel_abandoned: config.pull.cancel_abandoned,
         failure_backoff: config.pull.failure_backoff,
     });
-    let state = Arc::new(ServerState { backends, pulls });
+    let credentials =
+        Arc::new(Resolver::new(&config.credentials.sources()).context("credentials")?);
+    let state = Arc::new(ServerState {
+        backends,
+        pulls,
+        credentials,
+    });
     let (stop, stopped) = oneshot::channel::<()>();
     let path = config.socket.clone();
     let grace = config.shutdown_grace;

@@ -6,6 +6,7 @@ use serde::{Deserialize, Deserializer};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::credentials::{CredentialSources, Resolver};
 use crate::reference::validate_handler;
 
 /// The whole configuration file.
@@ -27,6 +28,45 @@ pub struct Config {
     pub backends: Vec<BackendConfig>,
     #[serde(default)]
     pub pull: PullConfig,
+    #[serde(default)]
+    pub credentials: CredentialsConfig,
+}
+
+/// `[credentials]`: where registry credentials for pulls without their own come from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CredentialsConfig {
+    /// config.json / .dockercfg files, re-read when they change.
+    pub docker_config: Vec<PathBuf>,
+    /// The kubelet's CredentialProviderConfig file (YAML or JSON); empty = none.
+    pub provider_config: String,
+    /// Where the provider config's plugin binaries live.
+    pub provider_bin_dir: String,
+    #[serde(deserialize_with = "duration")]
+    pub exec_timeout: Duration,
+}
+
+impl Default for CredentialsConfig {
+    fn default() -> Self {
+        CredentialsConfig {
+            docker_config: Vec::new(),
+            provider_config: String::new(),
+            provider_bin_dir: String::new(),
+            exec_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl CredentialsConfig {
+    pub fn sources(&self) -> CredentialSources {
+        CredentialSources {
+            docker_config: self.docker_config.clone(),
+            provider_config: (!self.provider_config.is_empty())
+                .then(|| PathBuf::from(&self.provider_config)),
+            provider_bin_dir: PathBuf::from(&self.provider_bin_dir),
+            exec_timeout: self.exec_timeout,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -165,6 +205,7 @@ impl Config {
         }
         validate_backends(&self.backends, &mut problems);
         validate_pull(&self.pull, &mut problems);
+        validate_credentials(&self.credentials, &mut problems);
         if problems.is_empty() {
             Ok(())
         } else {
@@ -219,6 +260,18 @@ fn validate_pull(pull: &PullConfig, problems: &mut Vec<String>) {
             "pull.max_parallel_image_pulls: invalid configuration: max_parallel_image_pulls ({}) must be 1 or unset when serialize_image_pulls is true",
             pull.max_parallel_image_pulls
         ));
+    }
+}
+
+fn validate_credentials(credentials: &CredentialsConfig, problems: &mut Vec<String>) {
+    if !credentials.provider_config.is_empty() && credentials.provider_bin_dir.is_empty() {
+        problems.push("credentials.provider_bin_dir: required when provider_config is set".into());
+    }
+    if credentials.exec_timeout.is_zero() {
+        problems.push("credentials.exec_timeout: must be more than 0".into());
+    }
+    for problem in Resolver::check(&credentials.sources()) {
+        problems.push(format!("credentials: {problem}"));
     }
 }
 

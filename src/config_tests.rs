@@ -102,3 +102,27 @@ fn bad_durations_and_kinds_name_the_value() {
         Config::parse(&MINIMAL.replace("kind = \"containerd\"", "kind = \"docker\"")).unwrap_err();
     assert!(err.contains("docker"), "{err}");
 }
+
+#[test]
+fn credential_sources_are_checked_by_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("config.json");
+    std::fs::write(&broken, "{\"auths\": {\"r.io\": {\"auth\": \"%%%\"}}}").unwrap();
+    let text = format!(
+        "{MINIMAL}[credentials]\ndocker_config = [{:?}]\nprovider_config = \"/no/such/providers.yaml\"\nexec_timeout = \"0s\"\n",
+        broken.display().to_string()
+    );
+    let err = Config::parse(&text)
+        .unwrap()
+        .validate()
+        .unwrap_err()
+        .to_string();
+    for expected in [
+        "credentials.provider_bin_dir: required",
+        "credentials.exec_timeout",
+        "auths.\"r.io\": auth is not valid base64",
+        "credential provider config /no/such/providers.yaml",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+}

@@ -74,10 +74,18 @@ struct RawAuth {
 pub fn decode_response(stdout: &[u8], api_version: &str) -> Result<PluginResponse, PluginError> {
     let raw: RawResponse = serde_json::from_slice(stdout).map_err(|e| {
         // serde's message could quote a value; say only where and what kind of error.
-        PluginError::Invalid(format!("{:?} JSON error at line {} column {}", e.classify(), e.line(), e.column()))
+        PluginError::Invalid(format!(
+            "{:?} JSON error at line {} column {}",
+            e.classify(),
+            e.line(),
+            e.column()
+        ))
     })?;
     if raw.kind != "CredentialProviderResponse" {
-        return Err(PluginError::Invalid(format!("kind {:?} is not CredentialProviderResponse", raw.kind)));
+        return Err(PluginError::Invalid(format!(
+            "kind {:?} is not CredentialProviderResponse",
+            raw.kind
+        )));
     }
     if raw.api_version != api_version {
         return Err(PluginError::Invalid(format!(
@@ -89,11 +97,18 @@ pub fn decode_response(stdout: &[u8], api_version: &str) -> Result<PluginRespons
         Some("Image") => CacheKeyType::Image,
         Some("Registry") => CacheKeyType::Registry,
         Some("Global") => CacheKeyType::Global,
-        Some(other) => return Err(PluginError::Invalid(format!("cacheKeyType {other:?} is not Image, Registry or Global"))),
+        Some(other) => {
+            return Err(PluginError::Invalid(format!(
+                "cacheKeyType {other:?} is not Image, Registry or Global"
+            )))
+        }
         None => return Err(PluginError::Invalid("cacheKeyType is required".into())),
     };
     let cache_duration = match raw.cache_duration.as_deref() {
-        Some(text) => Some(parse_go_duration(text).map_err(|e| PluginError::Invalid(format!("cacheDuration: {e}")))?),
+        Some(text) => Some(
+            parse_go_duration(text)
+                .map_err(|e| PluginError::Invalid(format!("cacheDuration: {e}")))?,
+        ),
         None => None,
     };
     let mut keyring = Keyring::default();
@@ -113,7 +128,11 @@ pub fn decode_response(stdout: &[u8], api_version: &str) -> Result<PluginRespons
 }
 
 /// Runs the plugin for `image` and decodes its answer.
-pub async fn run_plugin(spec: &PluginSpec, image: &str, timeout: Duration) -> Result<PluginResponse, PluginError> {
+pub async fn run_plugin(
+    spec: &PluginSpec,
+    image: &str,
+    timeout: Duration,
+) -> Result<PluginResponse, PluginError> {
     let mut child = Command::new(&spec.binary)
         .args(&spec.args)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
@@ -135,7 +154,10 @@ pub async fn run_plugin(spec: &PluginSpec, image: &str, timeout: Duration) -> Re
         // A plugin may exit without reading stdin; that is not an error in itself.
         let _ = stdin.write_all(request.to_string().as_bytes()).await;
         drop(stdin);
-        let (out, err) = tokio::join!(read_capped(stdout, STDOUT_LIMIT + 1), read_capped(stderr, 64 * 1024));
+        let (out, err) = tokio::join!(
+            read_capped(stdout, STDOUT_LIMIT + 1),
+            read_capped(stderr, 64 * 1024)
+        );
         (out, err, child.wait().await)
     };
     let (out, err, status) = match tokio::time::timeout(timeout, talk).await {

@@ -21,7 +21,10 @@ pub struct Keyring {
 
 impl Keyring {
     pub fn add(&mut self, key: &str, credential: RegistryCredential) {
-        self.entries.entry(normalize_key(key)).or_default().push(credential);
+        self.entries
+            .entry(normalize_key(key))
+            .or_default()
+            .push(credential);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -42,7 +45,10 @@ impl Keyring {
         if !found.is_empty() || !is_docker_hub_image(image) {
             return found;
         }
-        self.entries.get(DOCKER_HUB_KEY).cloned().unwrap_or_default()
+        self.entries
+            .get(DOCKER_HUB_KEY)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Parses a config.json (`{"auths": {...}}`) or legacy `.dockercfg` document.
@@ -51,7 +57,8 @@ impl Keyring {
             path: origin.to_path_buf(),
             reason,
         };
-        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?;
         let auths = match value.get("auths") {
             Some(auths) => auths.clone(),
             None => value,
@@ -60,7 +67,9 @@ impl Keyring {
             serde_json::from_value(auths).map_err(|e| invalid(format!("auths: {e}")))?;
         let mut keyring = Keyring::default();
         for (key, entry) in entries {
-            let credential = entry.into_credential().map_err(|reason| invalid(format!("auths.{key:?}: {reason}")))?;
+            let credential = entry
+                .into_credential()
+                .map_err(|reason| invalid(format!("auths.{key:?}: {reason}")))?;
             keyring.add(&key, credential);
         }
         Ok(keyring)
@@ -93,7 +102,8 @@ impl DockerConfigEntry {
             let decoded = base64::engine::general_purpose::STANDARD
                 .decode(self.auth.trim())
                 .map_err(|_| "auth is not valid base64".to_string())?;
-            let decoded = String::from_utf8(decoded).map_err(|_| "auth is not UTF-8".to_string())?;
+            let decoded =
+                String::from_utf8(decoded).map_err(|_| "auth is not UTF-8".to_string())?;
             let (user, pass) = decoded
                 .split_once(':')
                 .ok_or_else(|| "auth must encode username:password".to_string())?;
@@ -111,8 +121,11 @@ impl DockerConfigEntry {
 /// size changes. Missing files contribute nothing.
 pub struct FileKeyring {
     paths: Vec<PathBuf>,
-    loaded: Mutex<(Vec<Option<(SystemTime, u64)>>, Keyring)>,
+    loaded: Mutex<(Vec<FileStamp>, Keyring)>,
 }
+
+/// Modification time and size of a file (`None` when it is missing).
+type FileStamp = Option<(SystemTime, u64)>;
 
 impl FileKeyring {
     pub fn new(paths: Vec<PathBuf>) -> FileKeyring {
@@ -144,7 +157,7 @@ impl FileKeyring {
     }
 }
 
-fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+fn stamp(path: &Path) -> FileStamp {
     let meta = std::fs::metadata(path).ok()?;
     Some((meta.modified().ok()?, meta.len()))
 }

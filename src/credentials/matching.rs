@@ -100,7 +100,9 @@ pub fn is_docker_hub_image(image: &str) -> bool {
     }
     match parts.next() {
         None => true,
-        Some(_) => first == "docker.io" || first == "index.docker.io" || !first.contains(['.', ':']),
+        Some(_) => {
+            first == "docker.io" || first == "index.docker.io" || !first.contains(['.', ':'])
+        }
     }
 }
 

@@ -50,7 +50,10 @@ pub enum CredentialsError {
     #[error("docker config {path}: {reason}")]
     DockerConfig { path: PathBuf, reason: String },
     #[error("credential provider config {path}:\n  - {}", problems.join("\n  - "))]
-    ProviderConfig { path: PathBuf, problems: Vec<String> },
+    ProviderConfig {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
 }
 
 /// Where credentials come from, from `[credentials]`.
@@ -116,7 +119,10 @@ impl Resolver {
                 Ok(credentials) => found.extend(credentials),
                 Err(err) => {
                     tracing::warn!(provider = %provider.spec.name, error = %err, "credential provider failed");
-                    resolution.failures.push(format!("credential provider {:?}: {err}", provider.spec.name));
+                    resolution.failures.push(format!(
+                        "credential provider {:?}: {err}",
+                        provider.spec.name
+                    ));
                 }
             }
         }

@@ -33,7 +33,11 @@ pub struct Provider {
 }
 
 /// The cache key a response is stored under, or `None` when it must not be cached.
-pub fn cache_key(response: &PluginResponse, default_duration: Duration, image: &str) -> Option<(String, Duration)> {
+pub fn cache_key(
+    response: &PluginResponse,
+    default_duration: Duration,
+    image: &str,
+) -> Option<(String, Duration)> {
     let duration = response.cache_duration.unwrap_or(default_duration);
     if duration.is_zero() {
         return None;
@@ -58,7 +62,10 @@ impl Provider {
 
     /// True when one of the provider's matchImages patterns matches `image`.
     pub fn matches(&self, image: &str) -> bool {
-        self.spec.match_images.iter().any(|pattern| url_matches(pattern, image))
+        self.spec
+            .match_images
+            .iter()
+            .any(|pattern| url_matches(pattern, image))
     }
 
     /// Credentials for `image` (`host[:port]/path`), from the cache or one exec.
@@ -78,7 +85,8 @@ impl Provider {
         let response = run_plugin(&self.spec, image, self.timeout).await;
         tracing::debug!(provider = %self.spec.name, elapsed = ?started.elapsed(), ok = response.is_ok(), "credential plugin ran");
         let response = response?;
-        if let Some((key, duration)) = cache_key(&response, self.spec.default_cache_duration, image) {
+        if let Some((key, duration)) = cache_key(&response, self.spec.default_cache_duration, image)
+        {
             self.store(key, response.keyring.clone(), duration);
         }
         Ok(response.keyring.lookup(image))
@@ -87,7 +95,11 @@ impl Provider {
     fn cached(&self, image: &str) -> Option<Keyring> {
         let mut cache = self.cache.lock().unwrap();
         let now = Instant::now();
-        for key in [image.to_string(), registry_of(image), GLOBAL_CACHE_KEY.to_string()] {
+        for key in [
+            image.to_string(),
+            registry_of(image),
+            GLOBAL_CACHE_KEY.to_string(),
+        ] {
             match cache.get(&key) {
                 Some(entry) if entry.expires_at > now => return Some(entry.keyring.clone()),
                 Some(_) => {
@@ -140,13 +152,19 @@ mod tests {
     async fn cache_entries_expire_after_their_duration() {
         let provider = provider();
         provider.store("a.registry.io".into(), keyring(), Duration::from_secs(30));
-        assert!(provider.cached("a.registry.io/x").is_some(), "registry entry serves images under it");
+        assert!(
+            provider.cached("a.registry.io/x").is_some(),
+            "registry entry serves images under it"
+        );
         tokio::time::advance(Duration::from_secs(29)).await;
         assert!(provider.cached("a.registry.io/y").is_some());
         tokio::time::advance(Duration::from_secs(2)).await;
         assert!(provider.cached("a.registry.io/x").is_none(), "expired");
         provider.store(GLOBAL_CACHE_KEY.into(), keyring(), Duration::from_secs(5));
-        assert!(provider.cached("b.registry.io/z").is_some(), "global entry serves every image");
+        assert!(
+            provider.cached("b.registry.io/z").is_some(),
+            "global entry serves every image"
+        );
         tokio::time::advance(Duration::from_secs(5)).await;
         assert!(provider.cached("b.registry.io/z").is_none());
     }
@@ -161,17 +179,30 @@ mod tests {
             count.display()
         );
         std::fs::write(&binary, body).unwrap();
-        std::fs::set_permissions(&binary, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&binary, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
         let mut provider = provider();
         provider.spec.binary = binary;
-        let runs = || std::fs::read_to_string(&count).unwrap_or_default().lines().count();
+        let runs = || {
+            std::fs::read_to_string(&count)
+                .unwrap_or_default()
+                .lines()
+                .count()
+        };
         assert_eq!(provider.provide("a.registry.io/x").await.unwrap().len(), 1);
         assert_eq!(provider.provide("a.registry.io/x").await.unwrap().len(), 1);
         assert_eq!(runs(), 1, "second lookup served from the cache");
         tokio::time::sleep(Duration::from_millis(400)).await;
         provider.provide("a.registry.io/x").await.unwrap();
         assert_eq!(runs(), 2, "expired entry fetched again");
-        assert!(provider.provide("other.example.com/x").await.unwrap().is_empty(), "matchImages");
+        assert!(
+            provider
+                .provide("other.example.com/x")
+                .await
+                .unwrap()
+                .is_empty(),
+            "matchImages"
+        );
         assert_eq!(runs(), 2);
     }
 }

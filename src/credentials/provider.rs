@@ -78,10 +78,17 @@ pub fn load(path: &Path, bin_dir: &Path) -> Result<Vec<PluginSpec>, CredentialsE
     let file: ConfigFile = serde_yaml::from_str(&text).map_err(|e| fail(vec![e.to_string()]))?;
     let mut problems = Vec::new();
     if !CONFIG_VERSIONS.contains(&file.api_version.as_str()) {
-        problems.push(format!("apiVersion: {:?} must be one of {}", file.api_version, CONFIG_VERSIONS.join(", ")));
+        problems.push(format!(
+            "apiVersion: {:?} must be one of {}",
+            file.api_version,
+            CONFIG_VERSIONS.join(", ")
+        ));
     }
     if file.kind != "CredentialProviderConfig" {
-        problems.push(format!("kind: {:?} must be CredentialProviderConfig", file.kind));
+        problems.push(format!(
+            "kind: {:?} must be CredentialProviderConfig",
+            file.kind
+        ));
     }
     let mut plugins = Vec::new();
     for (index, entry) in file.providers.into_iter().enumerate() {
@@ -100,23 +107,41 @@ pub fn load(path: &Path, bin_dir: &Path) -> Result<Vec<PluginSpec>, CredentialsE
     }
 }
 
-fn validate_entry(entry: ProviderEntry, bin_dir: &Path, at: &str, problems: &mut Vec<String>) -> Option<PluginSpec> {
+fn validate_entry(
+    entry: ProviderEntry,
+    bin_dir: &Path,
+    at: &str,
+    problems: &mut Vec<String>,
+) -> Option<PluginSpec> {
     let before = problems.len();
     if entry.token_attributes.is_some() {
         problems.push(format!(
             "{at}.tokenAttributes: service-account token providers (KEP-4412) need the Kubernetes API server to mint pod tokens, which imageshim does not have; leave this provider to the kubelet"
         ));
     }
-    if entry.name.is_empty() || entry.name.contains('/') || entry.name == "." || entry.name == ".." {
-        problems.push(format!("{at}.name: must be a plain file name in the bin dir"));
+    if entry.name.is_empty() || entry.name.contains('/') || entry.name == "." || entry.name == ".."
+    {
+        problems.push(format!(
+            "{at}.name: must be a plain file name in the bin dir"
+        ));
     }
     if entry.match_images.is_empty() {
-        problems.push(format!("{at}.matchImages: at least one pattern is required"));
+        problems.push(format!(
+            "{at}.matchImages: at least one pattern is required"
+        ));
     }
     if !PROVIDER_VERSIONS.contains(&entry.api_version.as_str()) {
-        problems.push(format!("{at}.apiVersion: {:?} must be one of {}", entry.api_version, PROVIDER_VERSIONS.join(", ")));
+        problems.push(format!(
+            "{at}.apiVersion: {:?} must be one of {}",
+            entry.api_version,
+            PROVIDER_VERSIONS.join(", ")
+        ));
     }
-    let default_cache_duration = match entry.default_cache_duration.as_deref().map(parse_go_duration) {
+    let default_cache_duration = match entry
+        .default_cache_duration
+        .as_deref()
+        .map(parse_go_duration)
+    {
         Some(Ok(duration)) => duration,
         Some(Err(e)) => {
             problems.push(format!("{at}.defaultCacheDuration: {e}"));
@@ -145,7 +170,10 @@ fn validate_entry(entry: ProviderEntry, bin_dir: &Path, at: &str, problems: &mut
 fn check_executable(binary: &Path, at: &str, problems: &mut Vec<String>) {
     match std::fs::metadata(binary) {
         Ok(meta) if meta.is_file() && meta.permissions().mode() & 0o111 != 0 => {}
-        Ok(_) => problems.push(format!("{at}: plugin binary {} is not an executable file", binary.display())),
+        Ok(_) => problems.push(format!(
+            "{at}: plugin binary {} is not an executable file",
+            binary.display()
+        )),
         Err(e) => problems.push(format!("{at}: plugin binary {}: {e}", binary.display())),
     }
 }

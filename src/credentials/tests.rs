@@ -23,15 +23,25 @@ fn credential(user: &str, password: &str) -> RegistryCredential {
 #[test]
 fn url_match_vectors() {
     for case in vectors()["url_match"].as_array().unwrap() {
-        let (glob, target) = (case["glob"].as_str().unwrap(), case["target"].as_str().unwrap());
-        assert_eq!(url_matches(glob, target), case["match"].as_bool().unwrap(), "{glob} vs {target}");
+        let (glob, target) = (
+            case["glob"].as_str().unwrap(),
+            case["target"].as_str().unwrap(),
+        );
+        assert_eq!(
+            url_matches(glob, target),
+            case["match"].as_bool().unwrap(),
+            "{glob} vs {target}"
+        );
     }
 }
 
 #[test]
 fn docker_config_hit_and_miss_vectors() {
     let all = vectors();
-    for (section, expect_hit) in [("docker_config_hits", true), ("docker_config_misses", false)] {
+    for (section, expect_hit) in [
+        ("docker_config_hits", true),
+        ("docker_config_misses", false),
+    ] {
         for case in all[section].as_array().unwrap() {
             let mut keyring = Keyring::default();
             keyring.add(case["key"].as_str().unwrap(), credential("u", "p"));
@@ -44,9 +54,16 @@ fn docker_config_hit_and_miss_vectors() {
 #[test]
 fn docker_config_entry_vector_decodes_auth() {
     let case = &vectors()["docker_config_entry"];
-    let keyring = Keyring::from_docker_config(&case["json"].to_string(), Path::new("config.json")).unwrap();
+    let keyring =
+        Keyring::from_docker_config(&case["json"].to_string(), Path::new("config.json")).unwrap();
     let found = keyring.lookup("registry.example.com/some/image");
-    assert_eq!(found, vec![credential(case["username"].as_str().unwrap(), case["password"].as_str().unwrap())]);
+    assert_eq!(
+        found,
+        vec![credential(
+            case["username"].as_str().unwrap(),
+            case["password"].as_str().unwrap()
+        )]
+    );
 }
 
 #[test]
@@ -92,9 +109,24 @@ fn plugin_cache_key_vectors() {
         if let Some(duration) = case.get("cacheDuration") {
             response["cacheDuration"] = duration.clone();
         }
-        let decoded = decode_response(response.to_string().as_bytes(), "credentialprovider.kubelet.k8s.io/v1").unwrap();
-        let key = cache_key(&decoded, Duration::from_secs(60), case["image"].as_str().unwrap()).map(|(k, _)| k);
-        let want = case["cache_key"].as_str().map(|k| if k == "<global>" { GLOBAL_CACHE_KEY.to_string() } else { k.to_string() });
+        let decoded = decode_response(
+            response.to_string().as_bytes(),
+            "credentialprovider.kubelet.k8s.io/v1",
+        )
+        .unwrap();
+        let key = cache_key(
+            &decoded,
+            Duration::from_secs(60),
+            case["image"].as_str().unwrap(),
+        )
+        .map(|(k, _)| k);
+        let want = case["cache_key"].as_str().map(|k| {
+            if k == "<global>" {
+                GLOBAL_CACHE_KEY.to_string()
+            } else {
+                k.to_string()
+            }
+        });
         assert_eq!(key, want, "{case}");
     }
 }
@@ -102,12 +134,22 @@ fn plugin_cache_key_vectors() {
 #[test]
 fn plugin_response_decode_vectors() {
     for case in vectors()["plugin_response_decode"].as_array().unwrap() {
-        let result = decode_response(case["stdout"].to_string().as_bytes(), "credentialprovider.kubelet.k8s.io/v1");
+        let result = decode_response(
+            case["stdout"].to_string().as_bytes(),
+            "credentialprovider.kubelet.k8s.io/v1",
+        );
         assert_eq!(result.is_ok(), case["ok"].as_bool().unwrap(), "{case}");
     }
     let ok = &vectors()["plugin_response_decode"][0]["stdout"];
-    let decoded = decode_response(ok.to_string().as_bytes(), "credentialprovider.kubelet.k8s.io/v1").unwrap();
-    assert_eq!(decoded.keyring.lookup("a.registry.io/x"), vec![credential("user", "password")]);
+    let decoded = decode_response(
+        ok.to_string().as_bytes(),
+        "credentialprovider.kubelet.k8s.io/v1",
+    )
+    .unwrap();
+    assert_eq!(
+        decoded.keyring.lookup("a.registry.io/x"),
+        vec![credential("user", "password")]
+    );
 }
 
 #[test]
@@ -115,7 +157,9 @@ fn secrets_are_redacted_and_decode_errors_never_quote_values() {
     let secret = credential("u", "hunter2-secret");
     assert!(!format!("{secret:?} {:?}", vec![secret.clone()]).contains("hunter2"));
     let bad = br#"{"kind":"CredentialProviderResponse","apiVersion":"credentialprovider.kubelet.k8s.io/v1","cacheKeyType":"Registry","auth":{"x":{"username":"u","password":12345678}}}"#;
-    let err = decode_response(bad, "credentialprovider.kubelet.k8s.io/v1").unwrap_err().to_string();
+    let err = decode_response(bad, "credentialprovider.kubelet.k8s.io/v1")
+        .unwrap_err()
+        .to_string();
     assert!(!err.contains("12345678"), "{err}");
 }
 
@@ -134,7 +178,10 @@ fn script_plugin(dir: &Path, body: &str) -> PluginSpec {
     }
 }
 
-async fn run_script(body: &str, timeout: Duration) -> Result<super::exec::PluginResponse, PluginError> {
+async fn run_script(
+    body: &str,
+    timeout: Duration,
+) -> Result<super::exec::PluginResponse, PluginError> {
     let dir = tempfile::tempdir().unwrap();
     run_plugin(&script_plugin(dir.path(), body), "a.registry.io/x", timeout).await
 }
@@ -146,21 +193,38 @@ async fn plugin_protocol_edge_cases_give_clear_errors_and_never_hang() {
     let second = Duration::from_secs(1);
     assert!(run_script(GOOD, second).await.is_ok());
     let cases: [(&str, &str); 6] = [
-        (&GOOD.replace("CredentialProviderResponse", "WrongKind"), "kind \"WrongKind\""),
-        (&GOOD.replace("kubelet.k8s.io/v1\"", "kubelet.k8s.io/v1beta1\""), "does not match the provider's"),
+        (
+            &GOOD.replace("CredentialProviderResponse", "WrongKind"),
+            "kind \"WrongKind\"",
+        ),
+        (
+            &GOOD.replace("kubelet.k8s.io/v1\"", "kubelet.k8s.io/v1beta1\""),
+            "does not match the provider's",
+        ),
         ("echo '{not json'", "JSON error at line 1"),
-        (&GOOD.replace("\"cacheKeyType\":\"Registry\",", ""), "cacheKeyType is required"),
+        (
+            &GOOD.replace("\"cacheKeyType\":\"Registry\",", ""),
+            "cacheKeyType is required",
+        ),
         ("head -c 2000000 /dev/zero", "more than 1048576 bytes"),
-        ("echo 'token endpoint refused us' >&2; exit 1", "token endpoint refused us"),
+        (
+            "echo 'token endpoint refused us' >&2; exit 1",
+            "token endpoint refused us",
+        ),
     ];
     for (body, expected) in cases {
         let err = run_script(body, second).await.unwrap_err().to_string();
         assert!(err.contains(expected), "{body}: {err}");
     }
     let started = std::time::Instant::now();
-    let err = run_script("sleep 30", Duration::from_millis(300)).await.unwrap_err();
+    let err = run_script("sleep 30", Duration::from_millis(300))
+        .await
+        .unwrap_err();
     assert!(matches!(err, PluginError::Timeout(_)), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(5), "killed, not waited for");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "killed, not waited for"
+    );
 }
 
 #[tokio::test]

@@ -80,7 +80,7 @@ async fn pull_image(state: &ServerState, call: UnaryCall) -> Result<Response<Bod
     let backend = state.backends.route(handler)?;
     tracing::debug!(image = %reference, handler, backend = %backend.name, "pull image");
     let backend = backend.clone();
-    super::pulls::pull_through_coordinator(&state.pulls, &backend, &reference, &view, call).await
+    super::pulls::pull_through_coordinator(state, &backend, &reference, &view, call).await
 }
 
 async fn image_status(state: &ServerState, call: UnaryCall) -> Result<Response<Body>, CallError> {

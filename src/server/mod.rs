@@ -20,12 +20,14 @@ use tokio::net::UnixListener;
 use tonic::body::Body;
 
 use crate::backend::BackendSet;
+use crate::credentials::Resolver;
 use status::CallError;
 
 /// What every call can reach.
 pub struct ServerState {
     pub backends: BackendSet,
     pub pulls: pulls::Pulls,
+    pub credentials: Arc<Resolver>,
 }
 
 /// Serves one call: intercepted paths go to their handler, everything else is

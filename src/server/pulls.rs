@@ -9,10 +9,15 @@ use tokio::time::Instant;
 use tonic::body::Body;
 use tonic::{Code, Status};
 
-use super::forward::{forward, grpc_timeout, CollectedResponse};
+use prost::Message;
+
+use super::forward::{forward, grpc_timeout, rebuild_request, CollectedResponse};
 use super::images::UnaryCall;
 use super::status::CallError;
+use super::ServerState;
 use crate::backend::Backend;
+use crate::credentials::{RegistryCredential, Resolver};
+use crate::cri::wire;
 use crate::cri::{self, PullImageRequest};
 use crate::pull::{Coordinator, CredentialFingerprint, PullKey, PullOutcome, WaitError};
 use crate::reference::Reference;
@@ -45,11 +50,11 @@ impl PullOutcome for PullAnswer {
 
 /// Runs (or joins) the pull for a validated request and answers this caller.
 pub async fn pull_through_coordinator(
-    pulls: &Pulls,
+    state: &ServerState,
     backend: &Arc<Backend>,
     reference: &Reference,
     view: &PullImageRequest,
-    call: UnaryCall,
+    mut call: UnaryCall,
 ) -> Result<Response<Body>, CallError> {
     let key = PullKey {
         image: reference.key(),
@@ -59,19 +64,22 @@ pub async fn pull_through_coordinator(
     };
     let deadline = grpc_timeout(&call.parts.headers).map(|limit| Instant::now() + limit);
     // The pull outlives any one caller: it must not carry the first caller's deadline.
-    let mut request = call.to_request();
-    request.headers_mut().remove("grpc-timeout");
-    let backend = backend.clone();
-    let job = move || async move {
-        let response = forward(&backend, request)
-            .await
-            .map_err(CallError::into_status)?;
-        let answer = CollectedResponse::read(response)
-            .await
-            .map_err(CallError::into_status)?;
-        Ok(Arc::new(answer))
+    call.parts.headers.remove("grpc-timeout");
+    let own_auth = view.auth.as_ref().is_some_and(|auth| !auth.is_empty());
+    let attempt = PullAttempt {
+        backend: backend.clone(),
+        resolver: state.credentials.clone(),
+        image: reference.name(),
+        call,
     };
-    match pulls.pull(key, deadline, job).await {
+    let job = move || async move {
+        if own_auth {
+            attempt.pull_as_sent().await
+        } else {
+            attempt.pull_with_resolved_credentials().await
+        }
+    };
+    match state.pulls.pull(key, deadline, job).await {
         Ok(Ok(answer)) => Ok(answer.to_response()),
         Ok(Err(status)) => Err(CallError::Status(status)),
         Err(WaitError::DeadlineExceeded) => Err(CallError::DeadlineExceeded),
@@ -79,4 +87,89 @@ pub async fn pull_through_coordinator(
             Err(CallError::Status(Status::cancelled(err.to_string())))
         }
     }
+}
+
+/// Everything one backend pull needs, owned by the pull task.
+struct PullAttempt {
+    backend: Arc<Backend>,
+    resolver: Arc<Resolver>,
+    /// `host[:port]/path`, as the kubelet looks credentials up.
+    image: String,
+    call: UnaryCall,
+}
+
+impl PullAttempt {
+    async fn send(&self, request: http::Request<Body>) -> PullAnswer {
+        let response = forward(&self.backend, request)
+            .await
+            .map_err(CallError::into_status)?;
+        let answer = CollectedResponse::read(response)
+            .await
+            .map_err(CallError::into_status)?;
+        Ok(Arc::new(answer))
+    }
+
+    async fn pull_as_sent(&self) -> PullAnswer {
+        self.send(self.call.to_request()).await
+    }
+
+    /// Tries each candidate credential in turn until one pulls; anonymous when there is
+    /// none. All failing → the last backend answer.
+    async fn pull_with_resolved_credentials(&self) -> PullAnswer {
+        let resolution = self.resolver.resolve(&self.image).await;
+        if resolution.candidates.is_empty() {
+            let answer = self.pull_as_sent().await;
+            return note_plugin_failures(answer, &resolution.failures);
+        }
+        let mut last = None;
+        for (attempt, credential) in resolution.candidates.iter().enumerate() {
+            let request = match self.request_with(credential) {
+                Ok(request) => request,
+                Err(err) => return Err(err.into_status()),
+            };
+            let answer = self.send(request).await;
+            if answer.is_success() {
+                return answer;
+            }
+            tracing::debug!(image = %self.image, attempt, "pull with a resolved credential failed; trying the next");
+            last = Some(answer);
+        }
+        last.expect("at least one candidate was tried")
+    }
+
+    /// The caller's bytes with `auth` (field 2) appended on the wire.
+    fn request_with(
+        &self,
+        credential: &RegistryCredential,
+    ) -> Result<http::Request<Body>, CallError> {
+        let mut message = wire::unframe(&self.call.framed)?.to_vec();
+        wire::append_message_field(
+            &mut message,
+            2,
+            &credential.to_auth_config().encode_to_vec(),
+        );
+        Ok(rebuild_request(&self.call.parts, wire::frame(&message)))
+    }
+}
+
+/// A failed anonymous pull also says which credential plugins failed (appended, so the
+/// backend's message prefix, which the kubelet matches on, is kept).
+fn note_plugin_failures(answer: PullAnswer, failures: &[String]) -> PullAnswer {
+    if failures.is_empty() || answer.is_success() {
+        return answer;
+    }
+    let status = match &answer {
+        Ok(response) => response_status(response),
+        Err(status) => status.clone(),
+    };
+    Err(Status::new(
+        status.code(),
+        format!("{}; {}", status.message(), failures.join("; ")),
+    ))
+}
+
+fn response_status(response: &CollectedResponse) -> Status {
+    Status::from_header_map(&response.headers)
+        .or_else(|| response.trailers.as_ref().and_then(Status::from_header_map))
+        .unwrap_or_else(|| Status::unknown("backend answered without a grpc-status"))
 }
