@@ -99,32 +99,6 @@ fn manifest_gets(log: &str, repo: &str) -> usize {
         .count()
 }
 
-async fn pull_many(client: &CriClient, image: &str, callers: usize) -> Duration {
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..callers)
-        .map(|_| {
-            let client = client.clone();
-            let request = cri::PullImageRequest {
-                image: Some(cri::ImageSpec {
-                    image: image.to_string(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            };
-            tokio::spawn(async move {
-                client
-                    .call::<_, cri::PullImageResponse>(paths::PULL_IMAGE, request)
-                    .await
-                    .expect("pull")
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap();
-    }
-    started.elapsed()
-}
-
 fn row(name: &str, shim: &Figures, direct: &Figures) {
     println!(
         "| {name} | {:.2} / {:.2} ms | {:.2} / {:.2} ms | {:.0} / {:.0} | {:.2}x |",
@@ -136,6 +110,15 @@ fn row(name: &str, shim: &Figures, direct: &Figures) {
         direct.per_second,
         shim.per_second / direct.per_second,
     );
+}
+
+/// Wall time of `callers` concurrent pulls of one image.
+async fn pull_many(client: &CriClient, image: &str, callers: usize) -> Duration {
+    let started = Instant::now();
+    for result in client.pull_concurrently(image, callers).await {
+        result.expect("pull");
+    }
+    started.elapsed()
 }
 
 #[tokio::main]

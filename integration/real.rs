@@ -36,17 +36,6 @@ fn spec(image: &str, handler: &str) -> Option<cri::ImageSpec> {
     })
 }
 
-async fn pull(client: &CriClient, image: &str) -> Result<String, tonic::Status> {
-    let request = cri::PullImageRequest {
-        image: spec(image, ""),
-        ..Default::default()
-    };
-    client
-        .call::<_, cri::PullImageResponse>(paths::PULL_IMAGE, request)
-        .await
-        .map(|r| r.image_ref)
-}
-
 async fn status(client: &CriClient, image: &str, handler: &str) -> Option<cri::Image> {
     let request = cri::ImageStatusRequest {
         image: spec(image, handler),
@@ -118,10 +107,10 @@ async fn pull_status_list_remove_by_tag_default_tag_and_digest() {
     let untagged = format!("{}/{repo}", env.registry);
     let by_digest = format!("{}/{repo}@{digest}", env.registry);
 
-    let image_id = pull(c, &by_tag).await.unwrap();
+    let image_id = c.pull(&by_tag).await.unwrap();
     assert!(image_id.starts_with("sha256:"), "{image_id}");
-    assert_eq!(pull(c, &untagged).await.unwrap(), image_id);
-    assert_eq!(pull(c, &by_digest).await.unwrap(), image_id);
+    assert_eq!(c.pull(&untagged).await.unwrap(), image_id);
+    assert_eq!(c.pull(&by_digest).await.unwrap(), image_id);
 
     let image = status(c, &by_tag, "").await.expect("present by tag");
     assert_eq!(image.id, image_id);
@@ -242,13 +231,13 @@ async fn errors_match_direct_containerd_code_for_code() {
     let shim = shim_for(&env, "").await;
     let direct = env.direct();
     let missing = format!("{}/it/does-not-exist:v9", env.registry);
-    let via = pull(&shim.client, &missing).await.unwrap_err();
-    let want = pull(&direct, &missing).await.unwrap_err();
+    let via = shim.client.pull(&missing).await.unwrap_err();
+    let want = direct.pull(&missing).await.unwrap_err();
     assert_eq!((via.code(), via.message()), (want.code(), want.message()));
     assert!(via.message().contains("not found"), "{}", via.message());
     assert!(status(&shim.client, &missing, "").await.is_none());
 
-    let bad = pull(&shim.client, "Not/Valid:ref").await.unwrap_err();
+    let bad = shim.client.pull("Not/Valid:ref").await.unwrap_err();
     assert_eq!(bad.code(), Code::InvalidArgument);
     assert!(
         bad.message().contains("Not/Valid:ref") && bad.message().contains("lowercase"),

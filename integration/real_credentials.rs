@@ -6,13 +6,13 @@
 mod support;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use imageshim::cri::{self, paths};
-use support::{backend_toml, oci, CriClient, RealEnv, Shim};
+use support::{backend_toml, oci, RealEnv, Shim};
 use tonic::Code;
 
 /// Everything imageshim logs in this test binary, at trace level.
@@ -68,14 +68,10 @@ fn assert_no_secret_logged(env: &RealEnv) {
     );
 }
 
-/// A bin dir with the test plugin installed as `name`, and a provider config for it.
-fn plugin_setup(
-    dir: &Path,
-    env: &RealEnv,
-    name: &str,
-    args: &[&str],
-    password: &str,
-) -> (PathBuf, PathBuf) {
+/// Installs the test plugin as `name` in a bin dir, writes a provider config for it, and
+/// returns the `[credentials]` table naming both (plus `more` keys).
+fn plugin_credentials(dir: &Path, env: &RealEnv, name: &str, args: &[&str], more: &str) -> String {
+    let password = &env.auth_password;
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     let source =
@@ -89,7 +85,11 @@ fn plugin_setup(
         count = dir.join("runs").display(),
     );
     std::fs::write(&config, yaml).unwrap();
-    (config, bin)
+    format!(
+        "[credentials]\nprovider_config = {:?}\nprovider_bin_dir = {:?}\n{more}",
+        config.display().to_string(),
+        bin.display().to_string()
+    )
 }
 
 fn plugin_runs(dir: &Path) -> usize {
@@ -123,25 +123,11 @@ fn push_private(env: &RealEnv, repo: &str) -> String {
     format!("{}/{repo}:v1", env.auth_registry)
 }
 
-async fn pull(client: &CriClient, image: &str) -> Result<String, tonic::Status> {
-    let request = cri::PullImageRequest {
-        image: Some(cri::ImageSpec {
-            image: image.into(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    client
-        .call::<_, cri::PullImageResponse>(paths::PULL_IMAGE, request)
-        .await
-        .map(|r| r.image_ref)
-}
-
 #[tokio::test]
 async fn a_plugin_supplies_credentials_that_direct_containerd_lacks() {
     let env = RealEnv::get();
     let image = push_private(&env, "private/plugin");
-    let denied = pull(&env.direct(), &image).await.unwrap_err();
+    let denied = env.direct().pull(&image).await.unwrap_err();
     assert!(
         denied.message().contains("401 Unauthorized"),
         "direct without credentials: {}",
@@ -149,14 +135,11 @@ async fn a_plugin_supplies_credentials_that_direct_containerd_lacks() {
     );
 
     let dir = tempfile::tempdir().unwrap();
-    let (config, bin) = plugin_setup(dir.path(), &env, "test-plugin", &[], &env.auth_password);
-    let extra = format!(
-        "[credentials]\nprovider_config = {:?}\nprovider_bin_dir = {:?}\n",
-        config.display().to_string(),
-        bin.display().to_string()
-    );
+    let extra = plugin_credentials(dir.path(), &env, "test-plugin", &[], "");
     let shim = shim_with(&env, &extra).await;
-    assert!(pull(&shim.client, &image)
+    assert!(shim
+        .client
+        .pull(&image)
         .await
         .unwrap()
         .starts_with("sha256:"));
@@ -214,7 +197,8 @@ async fn config_json_credentials_and_a_wrong_one_before_the_right_one() {
     );
     let shim = shim_with(&env, &extra).await;
     assert!(
-        pull(&shim.client, &image)
+        shim.client
+            .pull(&image)
             .await
             .unwrap()
             .starts_with("sha256:"),
@@ -226,7 +210,7 @@ async fn config_json_credentials_and_a_wrong_one_before_the_right_one() {
         &config_json,
         &[(env.auth_registry.clone(), &env.auth_user, "wrong-password")],
     );
-    let err = pull(&shim.client, &image).await.unwrap_err();
+    let err = shim.client.pull(&image).await.unwrap_err();
     assert!(
         err.message().contains("401 Unauthorized"),
         "{}",
@@ -240,21 +224,16 @@ async fn a_hanging_plugin_times_out_clearly_and_the_shim_stays_healthy() {
     let env = RealEnv::get();
     let image = push_private(&env, "private/hang");
     let dir = tempfile::tempdir().unwrap();
-    let (config, bin) = plugin_setup(
+    let extra = plugin_credentials(
         dir.path(),
         &env,
         "hanging-plugin",
         &["hang"],
-        &env.auth_password,
-    );
-    let extra = format!(
-        "[credentials]\nprovider_config = {:?}\nprovider_bin_dir = {:?}\nexec_timeout = \"2s\"\n",
-        config.display().to_string(),
-        bin.display().to_string()
+        "exec_timeout = \"2s\"\n",
     );
     let shim = shim_with(&env, &extra).await;
     let started = Instant::now();
-    let err = pull(&shim.client, &image).await.unwrap_err();
+    let err = shim.client.pull(&image).await.unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(30));
     assert!(
         err.message().contains(
@@ -281,18 +260,14 @@ async fn the_plugin_runs_once_for_twenty_concurrent_pulls_under_one_registry() {
         .map(|i| push_private(&env, &format!("private/many-{i}")))
         .collect();
     let dir = tempfile::tempdir().unwrap();
-    let (config, bin) = plugin_setup(dir.path(), &env, "test-plugin", &[], &env.auth_password);
-    let extra = format!(
-        "[pull]\nserialize_image_pulls = false\n[credentials]\nprovider_config = {:?}\nprovider_bin_dir = {:?}\n",
-        config.display().to_string(),
-        bin.display().to_string()
-    );
+    let credentials = plugin_credentials(dir.path(), &env, "test-plugin", &[], "");
+    let extra = format!("[pull]\nserialize_image_pulls = false\n{credentials}");
     let shim = shim_with(&env, &extra).await;
     let tasks: Vec<_> = images
         .into_iter()
         .map(|image| {
             let client = shim.client.clone();
-            tokio::spawn(async move { pull(&client, &image).await })
+            tokio::spawn(async move { client.pull(&image).await })
         })
         .collect();
     for task in tasks {
@@ -311,12 +286,7 @@ async fn a_request_with_its_own_auth_is_used_alone() {
     let env = RealEnv::get();
     let image = push_private(&env, "private/own-auth");
     let dir = tempfile::tempdir().unwrap();
-    let (config, bin) = plugin_setup(dir.path(), &env, "test-plugin", &[], &env.auth_password);
-    let extra = format!(
-        "[credentials]\nprovider_config = {:?}\nprovider_bin_dir = {:?}\n",
-        config.display().to_string(),
-        bin.display().to_string()
-    );
+    let extra = plugin_credentials(dir.path(), &env, "test-plugin", &[], "");
     let shim = shim_with(&env, &extra).await;
     let request = cri::PullImageRequest {
         image: Some(cri::ImageSpec {

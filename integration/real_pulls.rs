@@ -5,43 +5,13 @@
 mod support;
 
 use imageshim::cri::{self, paths};
-use support::{backend_toml, oci, CriClient, RealEnv, Shim};
+use support::{backend_toml, oci, RealEnv, Shim};
 
 /// Manifest requests (by method) the registry's access log shows for `repo`.
 fn manifest_requests(env: &RealEnv, repo: &str, method: &str) -> usize {
     let log = std::fs::read_to_string(&env.registry_log).unwrap();
     let needle = format!("\"{method} /v2/{repo}/manifests/");
     log.lines().filter(|l| l.contains(&needle)).count()
-}
-
-async fn pull_concurrently(
-    client: &CriClient,
-    image: &str,
-    callers: usize,
-) -> Vec<Result<String, tonic::Status>> {
-    let tasks: Vec<_> = (0..callers)
-        .map(|_| {
-            let client = client.clone();
-            let request = cri::PullImageRequest {
-                image: Some(cri::ImageSpec {
-                    image: image.to_string(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            };
-            tokio::spawn(async move {
-                client
-                    .call::<_, cri::PullImageResponse>(paths::PULL_IMAGE, request)
-                    .await
-                    .map(|r| r.image_ref)
-            })
-        })
-        .collect();
-    let mut results = Vec::new();
-    for task in tasks {
-        results.push(task.await.unwrap());
-    }
-    results
 }
 
 #[tokio::test]
@@ -56,12 +26,21 @@ async fn fifty_concurrent_pulls_make_the_registry_serve_the_manifest_once() {
         "",
     ))
     .await;
-    let (via_repo, direct_repo) = ("it/merge-shim", "it/merge-direct");
+    // Fresh repositories each run, so neither containerd nor the log has seen them.
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let (via_repo, direct_repo) = (
+        format!("it/merge-shim-{run}"),
+        format!("it/merge-direct-{run}"),
+    );
+    let (via_repo, direct_repo) = (via_repo.as_str(), direct_repo.as_str());
     oci::build_and_push(&env.registry, via_repo, &["v1"], None, None);
     oci::build_and_push(&env.registry, direct_repo, &["v1"], None, None);
 
     let via_image = format!("{}/{via_repo}:v1", env.registry);
-    let results = pull_concurrently(&shim.client, &via_image, 50).await;
+    let results = shim.client.pull_concurrently(&via_image, 50).await;
     let ids: std::collections::HashSet<_> = results
         .into_iter()
         .map(|r| r.expect("every caller succeeds"))
@@ -90,7 +69,7 @@ async fn fifty_concurrent_pulls_make_the_registry_serve_the_manifest_once() {
     assert!(status.image.is_some(), "the image is present");
 
     let direct_image = format!("{}/{direct_repo}:v1", env.registry);
-    let direct = pull_concurrently(&env.direct(), &direct_image, 50).await;
+    let direct = env.direct().pull_concurrently(&direct_image, 50).await;
     assert!(direct.iter().all(|r| r.is_ok()));
     let direct_gets = manifest_requests(&env, direct_repo, "GET");
     let direct_heads = manifest_requests(&env, direct_repo, "HEAD");

@@ -93,4 +93,40 @@ impl CriClient {
         grpc.server_streaming(request, path, ProstCodec::<Q, R>::default())
             .await
     }
+
+    /// PullImage without auth; the image ref on success.
+    pub async fn pull(&self, image: &str) -> Result<String, Status> {
+        let request = imageshim::cri::PullImageRequest {
+            image: Some(imageshim::cri::ImageSpec {
+                image: image.to_string(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        self.call::<_, imageshim::cri::PullImageResponse>(
+            imageshim::cri::paths::PULL_IMAGE,
+            request,
+        )
+        .await
+        .map(|r| r.image_ref)
+    }
+
+    /// `callers` concurrent pulls of one image; every answer, in order.
+    pub async fn pull_concurrently(
+        &self,
+        image: &str,
+        callers: usize,
+    ) -> Vec<Result<String, Status>> {
+        let tasks: Vec<_> = (0..callers)
+            .map(|_| {
+                let (client, image) = (self.clone(), image.to_string());
+                tokio::spawn(async move { client.pull(&image).await })
+            })
+            .collect();
+        let mut results = Vec::with_capacity(callers);
+        for task in tasks {
+            results.push(task.await.expect("pull task"));
+        }
+        results
+    }
 }
