@@ -275,3 +275,60 @@ providers:
     let loaded = provider::load(&config, &bin).unwrap();
     assert_eq!(loaded[0].default_cache_duration, Duration::from_secs(600));
 }
+
+#[test]
+fn config_json_forms_username_password_identity_token_and_legacy_dockercfg() {
+    let modern = r#"{"auths": {"r.example.com": {"username": "u", "password": "p"},
+        "t.example.com": {"identitytoken": "tok"}}, "credsStore": "ignored"}"#;
+    let keyring = Keyring::from_docker_config(modern, Path::new("config.json")).unwrap();
+    assert_eq!(
+        keyring.lookup("r.example.com/app"),
+        vec![credential("u", "p")]
+    );
+    assert_eq!(keyring.lookup("t.example.com/app")[0].identity_token, "tok");
+    let legacy = r#"{"https://index.docker.io/v1/": {"auth": "Zm9vOmJhcg==", "email": "x@y.z"}}"#;
+    let keyring = Keyring::from_docker_config(legacy, Path::new(".dockercfg")).unwrap();
+    assert_eq!(
+        keyring.lookup("docker.io/library/busybox"),
+        vec![credential("foo", "bar")]
+    );
+    let err = Keyring::from_docker_config(
+        r#"{"auths": {"r.io": {"auth": "bm9jb2xvbg=="}}}"#,
+        Path::new("c.json"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        err,
+        "docker config c.json: auths.\"r.io\": auth must encode username:password"
+    );
+}
+
+#[tokio::test]
+async fn docker_config_files_are_re_read_when_they_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.json");
+    let keyring = keyring::FileKeyring::new(vec![path.clone(), dir.path().join("missing.json")]);
+    assert!(
+        keyring.lookup("r.example.com/app").is_empty(),
+        "missing files contribute nothing"
+    );
+    std::fs::write(
+        &path,
+        r#"{"auths": {"r.example.com": {"username": "u", "password": "p"}}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        keyring.lookup("r.example.com/app"),
+        vec![credential("u", "p")]
+    );
+    std::fs::write(
+        &path,
+        r#"{"auths": {"r.example.com": {"username": "u2", "password": "p2"}}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        keyring.lookup("r.example.com/app"),
+        vec![credential("u2", "p2")]
+    );
+}

@@ -1,0 +1,92 @@
+//! The binary itself: check-config reports every problem and its exit code; serve
+//! drains and removes its socket on SIGTERM.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_imageshim");
+
+#[test]
+fn check_config_accepts_the_documented_file_and_reports_every_problem() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml");
+    let out = Command::new(BINARY)
+        .args(["check-config", "--config", root])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "socket = \"rel.sock\"\n[[backend]]\nname = \"c\"\nkind = \"containerd\"\nendpoint = \"tcp://x\"\n[pull]\nmax_parallel_image_pulls = 4\n",
+    )
+    .unwrap();
+    let out = Command::new(BINARY)
+        .args(["check-config", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "socket:",
+        "backend.default",
+        "backend[0].endpoint",
+        "pull.max_parallel_image_pulls",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in {stderr}"
+        );
+    }
+}
+
+#[test]
+fn serve_removes_its_socket_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("run/imageshim.sock");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "socket = {:?}\nshutdown_grace = \"2s\"\n[[backend]]\nname = \"c\"\nkind = \"containerd\"\nendpoint = \"unix:///nonexistent.sock\"\ndefault = true\n",
+            socket.display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BINARY)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !socket.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "socket never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = Command::new(BINARY)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        !second.status.success(),
+        "a second instance refuses a live socket"
+    );
+    assert!(String::from_utf8_lossy(&second.stderr).contains("already serving"));
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(!socket.exists(), "socket removed on SIGTERM");
+}
