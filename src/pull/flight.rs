@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::cap::Ticket;
+use super::cap::{Permit, Ticket};
 use super::stats::PullStats;
 use super::{PullKey, PullOutcome, Shared};
 
@@ -91,26 +91,10 @@ pub(crate) async fn run<O: PullOutcome>(
     ticket: Ticket,
     job: impl std::future::Future<Output = O> + Send + 'static,
 ) {
-    let stats = &shared.stats;
-    let queued_at = Instant::now();
-    stats.queued.fetch_add(1, Relaxed);
-    let permit = tokio::select! {
-        biased;
-        permit = ticket.granted() => permit,
-        _ = abandoned(&shared, &key, &flight) => {
-            stats.queued.fetch_sub(1, Relaxed);
-            stats.dropped_while_queued_total.fetch_add(1, Relaxed);
-            tracing::info!(image = %key.image, handler = %key.handler, backend = %key.backend, "queued pull dropped: no caller left");
-            return;
-        }
+    let Some(permit) = wait_for_permit(&shared, &key, &flight, ticket).await else {
+        return;
     };
-    let queue_wait = queued_at.elapsed();
-    stats.queued.fetch_sub(1, Relaxed);
-    stats.running.fetch_add(1, Relaxed);
-    stats.started_total.fetch_add(1, Relaxed);
-    PullStats::add_duration(&stats.queue_wait_micros_total, queue_wait);
-    let waiters = *flight.waiters.borrow();
-    tracing::info!(image = %key.image, handler = %key.handler, backend = %key.backend, waiters, ?queue_wait, "pull started");
+    let stats = &shared.stats;
     let started = Instant::now();
     let outcome = if shared.cancel_abandoned {
         tokio::select! {
@@ -130,6 +114,36 @@ pub(crate) async fn run<O: PullOutcome>(
             tracing::info!(image = %key.image, handler = %key.handler, backend = %key.backend, duration = ?started.elapsed(), "running pull cancelled: no caller left");
         }
     }
+}
+
+/// Queues for a permit; `None` when every caller left while the pull was queued.
+async fn wait_for_permit<O: PullOutcome>(
+    shared: &Shared<O>,
+    key: &PullKey,
+    flight: &Arc<Flight<O>>,
+    ticket: Ticket,
+) -> Option<Permit> {
+    let stats = &shared.stats;
+    let queued_at = Instant::now();
+    stats.queued.fetch_add(1, Relaxed);
+    let permit = tokio::select! {
+        biased;
+        permit = ticket.granted() => Some(permit),
+        _ = abandoned(shared, key, flight) => None,
+    };
+    stats.queued.fetch_sub(1, Relaxed);
+    let Some(permit) = permit else {
+        stats.dropped_while_queued_total.fetch_add(1, Relaxed);
+        tracing::info!(image = %key.image, handler = %key.handler, backend = %key.backend, "queued pull dropped: no caller left");
+        return None;
+    };
+    let queue_wait = queued_at.elapsed();
+    stats.running.fetch_add(1, Relaxed);
+    stats.started_total.fetch_add(1, Relaxed);
+    PullStats::add_duration(&stats.queue_wait_micros_total, queue_wait);
+    let waiters = *flight.waiters.borrow();
+    tracing::info!(image = %key.image, handler = %key.handler, backend = %key.backend, waiters, ?queue_wait, "pull started");
+    Some(permit)
 }
 
 fn publish<O: PullOutcome>(

@@ -46,7 +46,7 @@ impl UnaryCall {
     }
 }
 
-/// Dispatches an intercepted path; `None` when the path is not intercepted.
+/// Serves an intercepted call (ImageFsInfo goes to the default backend as it is).
 pub async fn handle(state: &ServerState, call: UnaryCall) -> Result<Response<Body>, CallError> {
     match call.parts.uri.path() {
         paths::PULL_IMAGE => pull_image(state, call).await,

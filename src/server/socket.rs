@@ -83,6 +83,14 @@ mod tests {
         assert_eq!(mode, 0o660);
         assert!(matches!(bind(&path, "").await, Err(SocketError::InUse(_))));
         drop(live);
+        // Another test's fork may hold the listening fd until its exec; wait until
+        // nothing answers.
+        for _ in 0..100 {
+            if UnixStream::connect(&path).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         // The file is still there but nothing answers: it is stale.
         assert!(path.exists());
         let _again = bind(&path, "root").await.unwrap();
