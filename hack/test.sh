@@ -43,4 +43,8 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test (unit, hermetic, real)"
-cargo test --locked --all-targets -- --test-threads 4
+cargo test --locked --lib --bins --tests -- --test-threads 4 2>&1 | tee "$work/test.log"
+passed=$(grep -oE '^test result: .* ([0-9]+) passed' "$work/test.log" | grep -oE '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
+failed=$(grep -oE '[0-9]+ failed;' "$work/test.log" | awk '{s+=$1} END {print s+0}')
+[ "$passed" -gt 0 ] || { echo "no test ran" >&2; exit 1; }
+echo "tests: $passed passed, $failed failed"
