@@ -47,7 +47,7 @@ fn check_config_accepts_the_documented_file_and_reports_every_problem() {
 }
 
 #[test]
-fn serve_removes_its_socket_on_sigterm() {
+fn serve_reloads_on_sighup_and_removes_its_socket_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("run/imageshim.sock");
     let config = dir.path().join("config.toml");
@@ -62,6 +62,7 @@ fn serve_removes_its_socket_on_sigterm() {
     let mut child = Command::new(BINARY)
         .args(["serve", "--config"])
         .arg(&config)
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let started = Instant::now();
@@ -82,11 +83,23 @@ fn serve_removes_its_socket_on_sigterm() {
         "a second instance refuses a live socket"
     );
     assert!(String::from_utf8_lossy(&second.stderr).contains("already serving"));
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let signal = |name: &str| {
+        let sent = Command::new("kill")
+            .args([name, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    };
+    signal("-HUP");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(socket.exists(), "the socket is not rebound on SIGHUP");
+    signal("-TERM");
     let status = child.wait().unwrap();
+    let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+    assert!(
+        stderr.contains("credentials reloaded"),
+        "SIGHUP reloaded: {stderr}"
+    );
     assert!(status.success(), "{status}");
     assert!(!socket.exists(), "socket removed on SIGTERM");
 }

@@ -1,6 +1,6 @@
 //! Wiring: builds everything from a validated config, serves, shuts down. Holds no policy.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -8,7 +8,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::backend::BackendSet;
-use crate::config::Config;
+use crate::config::{Config, CredentialsConfig};
 use crate::credentials::Resolver;
 use crate::pull::{Coordinator, PullOptions, PullStatsSnapshot};
 use crate::server::{self, socket, ServerState};
@@ -31,6 +31,14 @@ impl RunningShim {
         self.state.pulls.stats()
     }
 
+    /// Replaces the credential sources (docker config files, provider config) without
+    /// touching the socket; on error the previous sources stay in force.
+    pub fn reload_credentials(&self, credentials: &CredentialsConfig) -> anyhow::Result<()> {
+        let resolver = Resolver::new(&credentials.sources()).context("credentials")?;
+        self.state.replace_credentials(resolver);
+        Ok(())
+    }
+
     /// Stops accepting, drains in-flight calls (up to the grace), removes the socket.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
@@ -50,13 +58,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningShim> {
         cancel_abandoned: config.pull.cancel_abandoned,
         failure_backoff: config.pull.failure_backoff,
     });
-    let credentials =
-        Arc::new(Resolver::new(&config.credentials.sources()).context("credentials")?);
-    let state = Arc::new(ServerState {
-        backends,
-        pulls,
-        credentials,
-    });
+    let credentials = Resolver::new(&config.credentials.sources()).context("credentials")?;
+    let state = Arc::new(ServerState::new(backends, pulls, credentials));
     let (stop, stopped) = oneshot::channel::<()>();
     let path = config.socket.clone();
     let grace = config.shutdown_grace;
@@ -74,22 +77,35 @@ pub async fn start(config: Config) -> anyhow::Result<RunningShim> {
     })
 }
 
-/// Runs until SIGTERM or SIGINT, then shuts down gracefully.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+/// Runs until SIGTERM or SIGINT, then shuts down gracefully. SIGHUP re-reads the
+/// config file's `[credentials]` and reloads credentials and plugin config.
+pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
     let shim = start(config).await?;
-    wait_for_termination().await?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => reload(&shim, config_path),
+        }
+    }
     tracing::info!("shutting down");
     shim.shutdown().await;
     Ok(())
 }
 
-async fn wait_for_termination() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
+fn reload(shim: &RunningShim, config_path: &Path) {
+    let result = Config::load(config_path)
+        .map_err(anyhow::Error::from)
+        .and_then(|config| shim.reload_credentials(&config.credentials));
+    match result {
+        Ok(()) => tracing::info!(config = %config_path.display(), "credentials reloaded"),
+        Err(err) => tracing::warn!(
+            error = format!("{err:#}"),
+            "reload refused; previous credentials stay in force"
+        ),
     }
-    Ok(())
 }

@@ -31,5 +31,5 @@ fn serve(path: &std::path::Path) -> anyhow::Result<()> {
     let config = Config::load(path)?;
     imageshim::telemetry::init_logging(&config.log_level, config.log_format);
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(imageshim::app::run(config))
+    runtime.block_on(imageshim::app::run(config, path))
 }

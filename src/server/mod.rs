@@ -27,7 +27,26 @@ use status::CallError;
 pub struct ServerState {
     pub backends: BackendSet,
     pub pulls: pulls::Pulls,
-    pub credentials: Arc<Resolver>,
+    credentials: std::sync::RwLock<Arc<Resolver>>,
+}
+
+impl ServerState {
+    pub fn new(backends: BackendSet, pulls: pulls::Pulls, credentials: Resolver) -> Self {
+        ServerState {
+            backends,
+            pulls,
+            credentials: std::sync::RwLock::new(Arc::new(credentials)),
+        }
+    }
+
+    /// The credential resolver in force now (pulls keep the one they started with).
+    pub fn credentials(&self) -> Arc<Resolver> {
+        self.credentials.read().unwrap().clone()
+    }
+
+    pub fn replace_credentials(&self, resolver: Resolver) {
+        *self.credentials.write().unwrap() = Arc::new(resolver);
+    }
 }
 
 /// Serves one call: intercepted paths go to their handler, everything else is

@@ -68,7 +68,7 @@ pub async fn pull_through_coordinator(
     let own_auth = view.auth.as_ref().is_some_and(|auth| !auth.is_empty());
     let attempt = PullAttempt {
         backend: backend.clone(),
-        resolver: state.credentials.clone(),
+        resolver: state.credentials(),
         image: reference.name(),
         call,
     };
