@@ -237,6 +237,23 @@ async fn messages_up_to_16_mib_pass_both_ways() {
         .await
         .unwrap();
     assert_eq!(listed.images.len(), 10);
+    let mut too_big = pull_request("busybox", "");
+    let mut config = cri::PodSandboxConfig::default();
+    config
+        .annotations
+        .insert("big".into(), "z".repeat(17 << 20));
+    too_big.sandbox_config = Some(config);
+    let err = shim
+        .client
+        .call::<_, cri::PullImageResponse>(paths::PULL_IMAGE, too_big)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{}", err.message());
+    assert_eq!(
+        fake.calls_to(paths::PULL_IMAGE).len(),
+        1,
+        "the oversized call never reached the backend"
+    );
 }
 
 #[tokio::test]

@@ -31,6 +31,11 @@ impl UnaryCall {
         let limited = Limited::new(body, wire::MAX_MESSAGE_BYTES + 5);
         let framed = match limited.collect().await {
             Ok(collected) => collected.to_bytes(),
+            Err(err) if err.is::<http_body_util::LengthLimitError>() => {
+                return Err(CallError::Wire(wire::WireError::TooLarge(
+                    wire::MAX_MESSAGE_BYTES + 1,
+                )))
+            }
             Err(err) => return Err(CallError::Body(err.to_string())),
         };
         Ok(UnaryCall { parts, framed })
