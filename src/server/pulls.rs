@@ -1,6 +1,8 @@
-//! Glue between the PullImage handler and the coordinator: the merge key of a request,
-//! the pull job (forward the first caller's bytes, read the whole answer), and how a
-//! backend answer counts as success or registry failure.
+//! Glue between the PullImage handler, the coordinator and the credential resolver: the
+//! merge key of a request; the pull job (forward the first caller's bytes — or, when it
+//! brought no auth, those bytes with each resolved credential appended in turn — and
+//! read the whole answer); and how a backend answer counts as success or registry
+//! failure.
 
 use std::sync::Arc;
 
