@@ -17,15 +17,7 @@ const CONTAINER_EVENTS: &str = "/runtime.v1.RuntimeService/GetContainerEvents";
 const STREAM_IMAGES: &str = "/runtime.v1.ImageService/StreamImages";
 
 async fn shim_for(env: &RealEnv, runtime_config: &str) -> Shim {
-    Shim::start(&backend_toml(
-        "containerd",
-        "containerd",
-        &env.containerd_socket,
-        true,
-        &[],
-        runtime_config,
-    ))
-    .await
+    Shim::start(&env.containerd_backend(runtime_config)).await
 }
 
 fn spec(image: &str, handler: &str) -> Option<cri::ImageSpec> {

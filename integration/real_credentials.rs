@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use imageshim::cri::{self, paths};
-use support::{backend_toml, oci, RealEnv, Shim};
+use support::{oci, RealEnv, Shim};
 use tonic::Code;
 
 /// Everything imageshim logs in this test binary, at trace level.
@@ -101,14 +101,7 @@ fn plugin_runs(dir: &Path) -> usize {
 
 async fn shim_with(env: &RealEnv, extra: &str) -> Shim {
     captured_logs();
-    let backend = backend_toml(
-        "containerd",
-        "containerd",
-        &env.containerd_socket,
-        true,
-        &[],
-        "",
-    );
+    let backend = env.containerd_backend("");
     Shim::start(&format!("log_level = \"trace\"\n{backend}{extra}")).await
 }
 

@@ -5,7 +5,7 @@
 mod support;
 
 use imageshim::cri::{self, paths};
-use support::{backend_toml, oci, RealEnv, Shim};
+use support::{oci, RealEnv, Shim};
 
 /// Manifest requests (by method) the registry's access log shows for `repo`.
 fn manifest_requests(env: &RealEnv, repo: &str, method: &str) -> usize {
@@ -17,15 +17,7 @@ fn manifest_requests(env: &RealEnv, repo: &str, method: &str) -> usize {
 #[tokio::test]
 async fn fifty_concurrent_pulls_make_the_registry_serve_the_manifest_once() {
     let env = RealEnv::get();
-    let shim = Shim::start(&backend_toml(
-        "containerd",
-        "containerd",
-        &env.containerd_socket,
-        true,
-        &[],
-        "",
-    ))
-    .await;
+    let shim = Shim::start(&env.containerd_backend("")).await;
     // Fresh repositories each run, so neither containerd nor the log has seen them.
     let run = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -100,6 +100,19 @@ impl RealEnv {
         }
     }
 
+    /// The `[[backend]]` table for the shared containerd (optionally discovering its
+    /// handlers from its own config).
+    pub fn containerd_backend(&self, runtime_config: &str) -> String {
+        backend_toml(
+            "containerd",
+            "containerd",
+            &self.containerd_socket,
+            true,
+            &[],
+            runtime_config,
+        )
+    }
+
     pub fn direct(&self) -> CriClient {
         CriClient::new(&self.containerd_socket)
     }
