@@ -44,7 +44,7 @@ target/debug/examples/demo "$dir/imageshim.sock" "$registry"
 cat <<MSG
 
 imageshim is serving on $dir/imageshim.sock (containerd: $containerd_sock, registry: $registry).
-Point crictl at it:  crictl --runtime-endpoint unix://$dir/imageshim.sock images
+With crictl installed:  crictl --runtime-endpoint unix://$dir/imageshim.sock images
 Ctrl-C stops imageshim, containerd and the registry.
 MSG
 if [ -n "${IMAGESHIM_UP_ONCE:-}" ]; then exit 0; fi
