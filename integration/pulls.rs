@@ -7,10 +7,8 @@ mod support;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 
-use imageshim::cri::{self, paths, wire};
+use imageshim::cri::{self, paths};
 use imageshim::pull::PullStatsSnapshot;
-use prost::Message;
-use support::raw::raw_call;
 use support::{backend_toml, pullfake, Shim};
 use tonic::Code;
 
@@ -135,18 +133,9 @@ async fn a_caller_with_a_1ms_deadline_gets_deadline_exceeded_and_others_succeed(
         .map(|_| spawn_pull(&shim, request("busybox", "", None)))
         .collect();
     until(&shim, "5 waiters", |s| s.waiters == 5).await;
-    let framed = wire::frame(&request("busybox", "", None).encode_to_vec());
-    let hasty = raw_call(
-        &shim.socket,
-        paths::PULL_IMAGE,
-        &[("grpc-timeout", "1m")],
-        framed,
-    )
-    .await;
-    assert_eq!(
-        hasty.status().0,
-        (Code::DeadlineExceeded as i32).to_string()
-    );
+    let hasty =
+        support::raw::pull_with_timeout(&shim.socket, &request("busybox", "", None), "1m").await;
+    assert_eq!(hasty.0, (Code::DeadlineExceeded as i32).to_string());
     gate.open();
     for caller in others {
         assert_eq!(caller.await.unwrap().unwrap(), "sha256:busybox");

@@ -303,19 +303,11 @@ async fn image_fs_info_and_a_short_deadline() {
         ..Default::default()
     };
     // grpc-go and the kubelet send grpc-timeout; the shim answers DeadlineExceeded itself.
-    let framed = imageshim::cri::wire::frame(&prost::Message::encode_to_vec(&request));
-    let answer = support::raw::raw_call(
-        &shim.socket,
-        paths::PULL_IMAGE,
-        &[("grpc-timeout", "1m")],
-        framed,
-    )
-    .await;
+    let status = support::raw::pull_with_timeout(&shim.socket, &request, "1m").await;
     assert_eq!(
-        answer.status().0,
+        status.0,
         (Code::DeadlineExceeded as i32).to_string(),
-        "{:?}",
-        answer.status()
+        "{status:?}"
     );
 }
 

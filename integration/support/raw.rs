@@ -61,3 +61,21 @@ pub async fn raw_call(
         body: collected.to_bytes(),
     }
 }
+
+/// A PullImage carrying a `grpc-timeout` the client does not enforce itself, as grpc-go
+/// and the kubelet send it; returns (grpc-status, grpc-message).
+pub async fn pull_with_timeout(
+    socket: &Path,
+    request: &imageshim::cri::PullImageRequest,
+    timeout: &str,
+) -> (String, String) {
+    let framed = imageshim::cri::wire::frame(&prost::Message::encode_to_vec(request));
+    let answer = raw_call(
+        socket,
+        imageshim::cri::paths::PULL_IMAGE,
+        &[("grpc-timeout", timeout)],
+        framed,
+    )
+    .await;
+    answer.status()
+}
