@@ -11,6 +11,7 @@ use http_body_util::{BodyExt, Full};
 use tonic::body::Body;
 use tower::ServiceExt;
 
+use super::answer::Answer;
 use super::status::CallError;
 use crate::backend::Backend;
 
@@ -93,16 +94,16 @@ impl CollectedResponse {
         self.grpc_code() == tonic::Code::Ok
     }
 
-    /// A response carrying these headers and trailers with `body` as its data.
+    /// A response carrying these headers and trailers with `body` as its message, in
+    /// the frame shape of a gRPC server (see `answer`).
     pub fn to_response_with(&self, body: Bytes) -> Response<Body> {
-        let mut headers = self.headers.clone();
-        headers.remove(http::header::CONTENT_LENGTH);
-        let trailers = self.trailers.clone();
-        let body = Full::new(body).with_trailers(async move { trailers.map(Ok) });
-        let mut response = Response::new(Body::new(body));
-        *response.status_mut() = self.status;
-        *response.headers_mut() = headers;
-        response
+        Answer {
+            status: self.status,
+            headers: self.headers.clone(),
+            message: body,
+            trailers: self.trailers.clone(),
+        }
+        .into_response()
     }
 
     /// The response as it was read.

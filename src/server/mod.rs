@@ -1,6 +1,8 @@
 //! The CRI front door: accepts HTTP/2 on the unix socket and routes each call either to
 //! an intercepted ImageService handler or to verbatim forwarding. Decides no policy.
 
+pub mod answer;
+pub mod authority;
 pub mod forward;
 pub mod images;
 pub mod pulls;
@@ -67,7 +69,7 @@ pub async fn dispatch(state: Arc<ServerState>, request: Request<Incoming>) -> Re
 fn error_response(path: &str, err: CallError) -> Response<Body> {
     let status = err.into_status();
     tracing::debug!(path, code = ?status.code(), message = status.message(), "call failed");
-    status.into_http()
+    answer::status_response(&status)
 }
 
 /// Accepts connections until `shutdown` resolves, then lets in-flight calls finish for
@@ -82,6 +84,7 @@ pub async fn serve(
     let mut builder = auto::Builder::new(TokioExecutor::new()).http2_only();
     builder
         .http2()
+        .auto_date_header(false)
         .max_concurrent_streams(None)
         .max_header_list_size(16 * 1024 * 1024);
     tokio::pin!(shutdown);
@@ -103,7 +106,10 @@ pub async fn serve(
             async move { Ok::<_, Infallible>(dispatch(state, request).await) }
         });
         let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
+            .serve_connection(
+                TokioIo::new(authority::AuthorityFixingStream::new(stream)),
+                service,
+            )
             .into_owned();
         let watched = graceful.watch(connection);
         tokio::spawn(async move {

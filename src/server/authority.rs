@@ -1,0 +1,463 @@
+//! Lets every `:authority` the runtimes accept reach hyper's HTTP/2 server.
+//!
+//! gRPC C-core (≥ 1.57: Python, C++, Ruby) and grpc-java send the socket path, or its
+//! %-encoded form, as `:authority` on unix sockets; some clients send it empty. grpc-go
+//! servers (containerd, CRI-O) accept any of these, while h2 resets such a stream with
+//! PROTOCOL_ERROR because the value is not a URI authority (hyperium/h2#487). This is a
+//! read-side filter on each CRI connection, in front of h2: it follows the client's
+//! HTTP/2 frames and, in a request header block whose `:authority` h2 would refuse,
+//! replaces that value with `localhost`. Nothing else is changed or loosened:
+//!
+//! - every byte passes unchanged until a block needs a rewrite; from then on the
+//!   connection's header blocks are re-encoded as HPACK literals without indexing (the
+//!   client's dynamic table is tracked here, h2's stays empty), same fields, same order;
+//! - anything this filter cannot follow (not HTTP/2, a frame out of order, an HPACK
+//!   error, an oversized block) is handed to h2 byte for byte from that point on, so h2
+//!   answers it exactly as it would without the filter.
+//!
+//! Writes (server → client) are not touched. Must not interpret anything but frame
+//! boundaries and request header blocks.
+
+use std::io;
+use std::ops::Range;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Buf, BufMut, BytesMut};
+use loona_hpack::encoder::encode_integer_into;
+use loona_hpack::Decoder;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const FRAME_HEADER_LEN: usize = 9;
+const HEADERS: u8 = 0x1;
+const CONTINUATION: u8 = 0x9;
+const END_STREAM: u8 = 0x1;
+const END_HEADERS: u8 = 0x4;
+const PADDED: u8 = 0x8;
+const PRIORITY: u8 = 0x20;
+/// SETTINGS_MAX_FRAME_SIZE of hyper's server (the HTTP/2 default, never raised here).
+const MAX_FRAME_PAYLOAD: usize = 16 * 1024;
+/// SETTINGS_HEADER_TABLE_SIZE of hyper's server (the HTTP/2 default).
+const HEADER_TABLE_SIZE: usize = 4096;
+/// A header block larger than this is handed to h2 raw (it refuses it itself).
+const MAX_HELD_BLOCK: usize = 17 * 1024 * 1024;
+/// What a refused `:authority` becomes, as grpc-go clients send it.
+pub const REPLACEMENT_AUTHORITY: &[u8] = b"localhost";
+
+/// True when h2 accepts `value` as `:authority`.
+pub fn is_acceptable_authority(value: &[u8]) -> bool {
+    !value.is_empty() && http::uri::Authority::try_from(value).is_ok()
+}
+
+/// Where the filter is in the client's byte stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Preface,
+    FrameHeader,
+    /// Inside a frame that passes as it is.
+    Payload { left: usize },
+    /// Collecting a HEADERS or CONTINUATION frame.
+    HeaderFrame(FrameHead),
+    /// Everything passes untouched from here on.
+    Raw,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FrameHead {
+    len: usize,
+    kind: u8,
+    flags: u8,
+    stream: u32,
+}
+
+impl FrameHead {
+    fn parse(bytes: &[u8]) -> FrameHead {
+        FrameHead {
+            len: (usize::from(bytes[0]) << 16) | (usize::from(bytes[1]) << 8) | usize::from(bytes[2]),
+            kind: bytes[3],
+            flags: bytes[4],
+            stream: u32::from_be_bytes([bytes[5], bytes[6], bytes[7], bytes[8]]) & 0x7fff_ffff,
+        }
+    }
+}
+
+/// A request header block being collected across HEADERS and CONTINUATION frames.
+struct HeldBlock {
+    stream: u32,
+    end_stream: bool,
+    priority: Option<[u8; 5]>,
+    fragment: Vec<u8>,
+    /// The frames exactly as received, for when they pass unchanged.
+    raw: BytesMut,
+}
+
+/// The decoded fields of one block, names and values in one reused buffer.
+#[derive(Default)]
+struct Fields {
+    bytes: Vec<u8>,
+    spans: Vec<(Range<usize>, Range<usize>)>,
+}
+
+impl Fields {
+    fn push(&mut self, name: &[u8], value: &[u8]) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(name);
+        let middle = self.bytes.len();
+        self.bytes.extend_from_slice(value);
+        self.spans.push((start..middle, middle..self.bytes.len()));
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.spans.clear();
+    }
+}
+
+/// The client → server half of the filter: feed it what the client sent, it appends
+/// what h2 should read.
+pub struct AuthorityFilter {
+    phase: Phase,
+    /// Bytes of the current preface, frame header or header frame.
+    held: BytesMut,
+    block: Option<HeldBlock>,
+    decoder: Decoder<'static>,
+    fields: Fields,
+    reencode: bool,
+}
+
+impl Default for AuthorityFilter {
+    fn default() -> Self {
+        let mut decoder = Decoder::new();
+        decoder.set_max_allowed_table_size(HEADER_TABLE_SIZE);
+        AuthorityFilter {
+            phase: Phase::Preface,
+            held: BytesMut::new(),
+            block: None,
+            decoder,
+            fields: Fields::default(),
+            reencode: false,
+        }
+    }
+}
+
+impl AuthorityFilter {
+    /// True once everything passes untouched.
+    pub fn is_raw(&self) -> bool {
+        self.phase == Phase::Raw
+    }
+
+    /// Takes the next bytes the client sent; appends what h2 should read to `out`.
+    pub fn feed(&mut self, mut data: &[u8], out: &mut BytesMut) {
+        while !data.is_empty() {
+            let taken = match self.phase {
+                Phase::Raw => {
+                    out.extend_from_slice(data);
+                    data.len()
+                }
+                Phase::Payload { left } => {
+                    let take = left.min(data.len());
+                    out.extend_from_slice(&data[..take]);
+                    self.phase = match left - take {
+                        0 => Phase::FrameHeader,
+                        left => Phase::Payload { left },
+                    };
+                    take
+                }
+                Phase::Preface => self.take_preface(data, out),
+                Phase::FrameHeader => self.take_frame_header(data, out),
+                Phase::HeaderFrame(head) => self.take_header_frame(head, data, out),
+            };
+            data = &data[taken..];
+        }
+    }
+
+    /// The client closed its side: whatever is held goes to h2 as it came.
+    pub fn finish(&mut self, out: &mut BytesMut) {
+        self.pass_raw_from_here(out);
+    }
+
+    fn take_preface(&mut self, data: &[u8], out: &mut BytesMut) -> usize {
+        let take = (PREFACE.len() - self.held.len()).min(data.len());
+        self.held.extend_from_slice(&data[..take]);
+        if !PREFACE.starts_with(&self.held) {
+            self.pass_raw_from_here(out);
+        } else if self.held.len() == PREFACE.len() {
+            out.extend_from_slice(&self.held.split());
+            self.phase = Phase::FrameHeader;
+        }
+        take
+    }
+
+    fn take_frame_header(&mut self, data: &[u8], out: &mut BytesMut) -> usize {
+        let take = (FRAME_HEADER_LEN - self.held.len()).min(data.len());
+        self.held.extend_from_slice(&data[..take]);
+        if self.held.len() == FRAME_HEADER_LEN {
+            self.on_frame_head(FrameHead::parse(&self.held), out);
+        }
+        take
+    }
+
+    fn on_frame_head(&mut self, head: FrameHead, out: &mut BytesMut) {
+        let continues_block = self
+            .block
+            .as_ref()
+            .map(|block| head.kind == CONTINUATION && head.stream == block.stream);
+        let is_header_frame = match continues_block {
+            Some(true) => true,
+            Some(false) => return self.pass_raw_from_here(out),
+            None if head.kind == HEADERS => true,
+            None if head.kind == CONTINUATION => return self.pass_raw_from_here(out),
+            None => false,
+        };
+        if !is_header_frame {
+            out.extend_from_slice(&self.held.split());
+            self.phase = match head.len {
+                0 => Phase::FrameHeader,
+                left => Phase::Payload { left },
+            };
+            return;
+        }
+        let held_so_far = self.block.as_ref().map_or(0, |b| b.raw.len());
+        if held_so_far + head.len > MAX_HELD_BLOCK {
+            return self.pass_raw_from_here(out);
+        }
+        self.phase = Phase::HeaderFrame(head);
+        if head.len == 0 {
+            self.on_header_frame(head, out);
+        }
+    }
+
+    fn take_header_frame(&mut self, head: FrameHead, data: &[u8], out: &mut BytesMut) -> usize {
+        let wanted = FRAME_HEADER_LEN + head.len - self.held.len();
+        let take = wanted.min(data.len());
+        self.held.extend_from_slice(&data[..take]);
+        if take == wanted {
+            self.on_header_frame(head, out);
+        }
+        take
+    }
+
+    /// A whole HEADERS or CONTINUATION frame is in `held`.
+    fn on_header_frame(&mut self, head: FrameHead, out: &mut BytesMut) {
+        let frame = self.held.split();
+        let payload = &frame[FRAME_HEADER_LEN..];
+        match self.block.as_mut() {
+            Some(block) => {
+                block.fragment.extend_from_slice(payload);
+                block.raw.extend_from_slice(&frame);
+            }
+            None => match headers_frame_fields(head, payload) {
+                Some((priority, fragment)) => {
+                    self.block = Some(HeldBlock {
+                        stream: head.stream,
+                        end_stream: head.flags & END_STREAM != 0,
+                        priority,
+                        fragment: fragment.to_vec(),
+                        raw: frame,
+                    })
+                }
+                None => {
+                    self.held = frame;
+                    return self.pass_raw_from_here(out);
+                }
+            },
+        }
+        self.phase = Phase::FrameHeader;
+        if head.flags & END_HEADERS != 0 {
+            if let Some(block) = self.block.take() {
+                self.release_block(block, out);
+            }
+        }
+    }
+
+    /// Decodes a complete block; passes it as received, or re-encoded with every
+    /// refused `:authority` replaced.
+    fn release_block(&mut self, block: HeldBlock, out: &mut BytesMut) {
+        self.fields.clear();
+        let fields = &mut self.fields;
+        let mut refused = false;
+        let decoded = self.decoder.decode_with_cb(&block.fragment, |name, value| {
+            refused |= &*name == b":authority" && !is_acceptable_authority(&value);
+            fields.push(&name, &value);
+        });
+        if decoded.is_err() {
+            self.block = Some(block);
+            return self.pass_raw_from_here(out);
+        }
+        self.reencode |= refused;
+        if !self.reencode {
+            out.extend_from_slice(&block.raw);
+            return;
+        }
+        let encoded = encode_literals(&self.fields);
+        write_header_frames(&block, &encoded, out);
+    }
+
+    /// Hands everything held, and all that follows, to h2 untouched.
+    fn pass_raw_from_here(&mut self, out: &mut BytesMut) {
+        if let Some(block) = self.block.take() {
+            out.extend_from_slice(&block.raw);
+        }
+        out.extend_from_slice(&self.held.split());
+        self.phase = Phase::Raw;
+    }
+}
+
+/// The priority bytes and header block fragment of a HEADERS frame; None when its
+/// padding or priority do not fit (h2 refuses it).
+fn headers_frame_fields(head: FrameHead, payload: &[u8]) -> Option<(Option<[u8; 5]>, &[u8])> {
+    let mut rest = payload;
+    let mut padding = 0;
+    if head.flags & PADDED != 0 {
+        padding = usize::from(*rest.first()?);
+        rest = &rest[1..];
+    }
+    let mut priority = None;
+    if head.flags & PRIORITY != 0 {
+        priority = Some(<[u8; 5]>::try_from(rest.get(..5)?).ok()?);
+        rest = &rest[5..];
+    }
+    let end = rest.len().checked_sub(padding)?;
+    Some((priority, &rest[..end]))
+}
+
+/// Every field as a literal without indexing, new name, no Huffman (RFC 7541 §6.2.2),
+/// refused authorities replaced.
+fn encode_literals(fields: &Fields) -> Vec<u8> {
+    let mut encoded = Vec::with_capacity(fields.bytes.len() + 3 * fields.spans.len());
+    for (name, value) in &fields.spans {
+        let name = &fields.bytes[name.clone()];
+        let mut value = &fields.bytes[value.clone()];
+        if name == b":authority" && !is_acceptable_authority(value) {
+            value = REPLACEMENT_AUTHORITY;
+        }
+        encoded.push(0x00);
+        for text in [name, value] {
+            let _ = encode_integer_into(text.len(), 7, 0, &mut encoded);
+            encoded.extend_from_slice(text);
+        }
+    }
+    encoded
+}
+
+/// A HEADERS frame (keeping END_STREAM and priority, dropping padding) and as many
+/// CONTINUATION frames as the block needs.
+fn write_header_frames(block: &HeldBlock, encoded: &[u8], out: &mut BytesMut) {
+    let priority_len = if block.priority.is_some() { 5 } else { 0 };
+    let mut rest = encoded;
+    let mut first = true;
+    loop {
+        let room = MAX_FRAME_PAYLOAD - if first { priority_len } else { 0 };
+        let chunk = &rest[..room.min(rest.len())];
+        rest = &rest[chunk.len()..];
+        let mut flags = if rest.is_empty() { END_HEADERS } else { 0 };
+        let (kind, extra): (u8, &[u8]) = match (first, &block.priority) {
+            (true, Some(priority)) => (HEADERS, priority),
+            (true, None) => (HEADERS, &[]),
+            (false, _) => (CONTINUATION, &[]),
+        };
+        if first {
+            flags |= if block.end_stream { END_STREAM } else { 0 };
+            flags |= if priority_len > 0 { PRIORITY } else { 0 };
+        }
+        let len = extra.len() + chunk.len();
+        out.put_slice(&(len as u32).to_be_bytes()[1..]);
+        out.put_u8(kind);
+        out.put_u8(flags);
+        out.put_u32(block.stream);
+        out.put_slice(extra);
+        out.put_slice(chunk);
+        first = false;
+        if rest.is_empty() {
+            break;
+        }
+    }
+}
+
+/// A connection whose reads go through an [`AuthorityFilter`]; writes pass as they are.
+pub struct AuthorityFixingStream<S> {
+    inner: S,
+    filter: AuthorityFilter,
+    out: BytesMut,
+    scratch: Box<[u8]>,
+    eof: bool,
+}
+
+impl<S> AuthorityFixingStream<S> {
+    pub fn new(inner: S) -> Self {
+        AuthorityFixingStream {
+            inner,
+            filter: AuthorityFilter::default(),
+            out: BytesMut::new(),
+            scratch: vec![0; MAX_FRAME_PAYLOAD].into_boxed_slice(),
+            eof: false,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for AuthorityFixingStream<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if !this.out.is_empty() {
+                let n = this.out.len().min(buf.remaining());
+                buf.put_slice(&this.out[..n]);
+                this.out.advance(n);
+                return Poll::Ready(Ok(()));
+            }
+            if this.eof {
+                return Poll::Ready(Ok(()));
+            }
+            if this.filter.is_raw() {
+                return Pin::new(&mut this.inner).poll_read(cx, buf);
+            }
+            let mut scratch = ReadBuf::new(&mut this.scratch);
+            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut scratch))?;
+            if scratch.filled().is_empty() {
+                this.eof = true;
+                this.filter.finish(&mut this.out);
+            } else {
+                this.filter.feed(scratch.filled(), &mut this.out);
+            }
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for AuthorityFixingStream<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+#[path = "authority_tests.rs"]
+mod tests;

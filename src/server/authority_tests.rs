@@ -1,0 +1,205 @@
+use bytes::BytesMut;
+use loona_hpack::{Decoder, Encoder};
+
+use super::*;
+
+type Field = (Vec<u8>, Vec<u8>);
+
+fn request(authority: &str, path: &str) -> Vec<Field> {
+    [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", path),
+        (":authority", authority),
+        ("content-type", "application/grpc"),
+        ("te", "trailers"),
+        ("grpc-timeout", "1999m"),
+    ]
+    .iter()
+    .map(|(n, v)| (n.as_bytes().to_vec(), v.as_bytes().to_vec()))
+    .collect()
+}
+
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut out = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+    out.extend_from_slice(&[kind, flags]);
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// What a client writes: preface, SETTINGS, then HEADERS + DATA per request, its
+/// encoder indexing as it goes (as C-core does).
+fn client_bytes(requests: &[Vec<Field>]) -> Vec<u8> {
+    let mut encoder = Encoder::new();
+    let mut out = PREFACE.to_vec();
+    out.extend(frame(0x4, 0, 0, &[]));
+    for (i, fields) in requests.iter().enumerate() {
+        let stream = 1 + 2 * i as u32;
+        let block = encoder.encode(fields.iter().map(|(n, v)| (&n[..], &v[..])));
+        out.extend(frame(HEADERS, END_HEADERS, stream, &block));
+        out.extend(frame(0x0, END_STREAM, stream, b"\0\0\0\0\0"));
+    }
+    out
+}
+
+/// Splits what h2 would read into frames: (type, flags, stream, payload).
+fn frames_after_preface(bytes: &[u8]) -> Vec<(u8, u8, u32, Vec<u8>)> {
+    assert!(bytes.starts_with(PREFACE));
+    let mut rest = &bytes[PREFACE.len()..];
+    let mut frames = Vec::new();
+    while !rest.is_empty() {
+        let head = FrameHead::parse(rest);
+        let payload = rest[9..9 + head.len].to_vec();
+        frames.push((head.kind, head.flags, head.stream, payload));
+        rest = &rest[9 + head.len..];
+    }
+    frames
+}
+
+/// The header lists h2 would decode from `bytes`.
+fn server_view(bytes: &[u8]) -> Vec<Vec<Field>> {
+    let mut decoder = Decoder::new();
+    let mut blocks = Vec::new();
+    let mut current = Vec::new();
+    for (kind, flags, _, payload) in frames_after_preface(bytes) {
+        if kind == HEADERS || kind == CONTINUATION {
+            let start = if kind == HEADERS && flags & PRIORITY != 0 { 5 } else { 0 };
+            current.extend_from_slice(&payload[start..]);
+            if flags & END_HEADERS != 0 {
+                blocks.push(decoder.decode(&current).unwrap());
+                current.clear();
+            }
+        }
+    }
+    blocks
+}
+
+fn filter_in_chunks(input: &[u8], chunk: usize) -> Vec<u8> {
+    let mut filter = AuthorityFilter::default();
+    let mut out = BytesMut::new();
+    for piece in input.chunks(chunk) {
+        filter.feed(piece, &mut out);
+    }
+    filter.finish(&mut out);
+    out.to_vec()
+}
+
+#[test]
+fn acceptable_authorities_are_what_h2_takes() {
+    assert!(is_acceptable_authority(b"localhost"));
+    assert!(is_acceptable_authority(b"127.0.0.1:8080"));
+    assert!(!is_acceptable_authority(b"/run/imageshim/imageshim.sock"));
+    assert!(!is_acceptable_authority(b"%2Frun%2Fimageshim%2Fimageshim.sock"));
+    assert!(!is_acceptable_authority(b""));
+}
+
+#[test]
+fn acceptable_authorities_pass_byte_for_byte() {
+    let input = client_bytes(&[request("localhost", "/a"), request("localhost", "/b")]);
+    for chunk in [1, 7, 4096] {
+        assert_eq!(filter_in_chunks(&input, chunk), input);
+    }
+}
+
+#[test]
+fn socket_paths_become_localhost_and_nothing_else_changes() {
+    for authority in ["/tmp/x/imageshim.sock", "%2Ftmp%2Fx%2Fimageshim.sock", ""] {
+        let requests = vec![
+            request(authority, "/runtime.v1.RuntimeService/Version"),
+            request(authority, "/runtime.v1.ImageService/ListImages"),
+            request(authority, "/runtime.v1.RuntimeService/Version"),
+        ];
+        let input = client_bytes(&requests);
+        for chunk in [1, 3, 64, 1 << 20] {
+            let seen = server_view(&filter_in_chunks(&input, chunk));
+            assert_eq!(seen.len(), 3);
+            for (fields, sent) in seen.iter().zip(&requests) {
+                let expected: Vec<Field> = sent
+                    .iter()
+                    .map(|(n, v)| match &n[..] {
+                        b":authority" => (n.clone(), b"localhost".to_vec()),
+                        _ => (n.clone(), v.clone()),
+                    })
+                    .collect();
+                assert_eq!(fields, &expected, "authority {authority:?}, chunk {chunk}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_late_rewrite_keeps_the_client_table_in_step() {
+    // A good block first (it passes raw and indexes into h2's table), then a refused one
+    // and a good one again: both later blocks must decode to what the client meant.
+    let requests = vec![
+        request("localhost", "/a"),
+        request("/tmp/s.sock", "/b"),
+        request("localhost", "/c"),
+    ];
+    let seen = server_view(&filter_in_chunks(&client_bytes(&requests), 5));
+    assert_eq!(seen[0], requests[0]);
+    assert_eq!(seen[1][3].1, b"localhost");
+    assert_eq!(seen[1][2].1, b"/b");
+    assert_eq!(seen[2], requests[2]);
+}
+
+#[test]
+fn data_and_other_frames_are_untouched_and_flags_are_kept() {
+    let out = filter_in_chunks(&client_bytes(&[request("/s.sock", "/a")]), 2);
+    let frames = frames_after_preface(&out);
+    let kinds: Vec<(u8, u8, u32)> = frames.iter().map(|f| (f.0, f.1, f.2)).collect();
+    assert_eq!(kinds, vec![(4, 0, 0), (HEADERS, END_HEADERS, 1), (0, END_STREAM, 1)]);
+    assert_eq!(frames[2].3, b"\0\0\0\0\0");
+}
+
+#[test]
+fn padding_priority_and_continuations_are_understood() {
+    let mut encoder = Encoder::new();
+    let mut fields = request("/s.sock", "/a");
+    fields.push((b"x-big".to_vec(), vec![b'v'; 40_000]));
+    let block = encoder.encode(fields.iter().map(|(n, v)| (&n[..], &v[..])));
+    let (first, rest) = block.split_at(100);
+    let mut payload = vec![3u8]; // pad length
+    payload.extend_from_slice(&[0, 0, 0, 0, 15]); // priority
+    payload.extend_from_slice(first);
+    payload.extend_from_slice(&[0, 0, 0]);
+    let mut input = PREFACE.to_vec();
+    input.extend(frame(HEADERS, PADDED | PRIORITY | END_STREAM, 1, &payload));
+    input.extend(frame(CONTINUATION, END_HEADERS, 1, rest));
+    let out = filter_in_chunks(&input, 1000);
+    let frames = frames_after_preface(&out);
+    assert_eq!(frames[0].0, HEADERS);
+    assert_eq!(frames[0].1, PRIORITY | END_STREAM);
+    assert_eq!(&frames[0].3[..5], &[0, 0, 0, 0, 15]);
+    assert!(frames[1..].iter().all(|f| f.0 == CONTINUATION));
+    assert!(frames.iter().all(|f| f.3.len() <= MAX_FRAME_PAYLOAD));
+    assert_eq!(frames.last().unwrap().1, END_HEADERS);
+    let seen = server_view(&out);
+    assert_eq!(seen[0][3].1, b"localhost");
+    assert_eq!(seen[0][7], fields[7]);
+}
+
+#[test]
+fn what_cannot_be_followed_reaches_h2_unchanged() {
+    // Not HTTP/2.
+    let http1 = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+    assert_eq!(filter_in_chunks(&http1, 3), http1);
+    // CONTINUATION without HEADERS, then a refused authority: h2 sees the same bytes.
+    let mut bad = PREFACE.to_vec();
+    bad.extend(frame(CONTINUATION, END_HEADERS, 1, &[0x82]));
+    bad.extend(client_bytes(&[request("/s.sock", "/a")])[PREFACE.len()..].to_vec());
+    assert_eq!(filter_in_chunks(&bad, 4), bad);
+    // An HPACK error (index 0) passes as it came.
+    let mut broken = PREFACE.to_vec();
+    broken.extend(frame(HEADERS, END_HEADERS, 1, &[0x80]));
+    assert_eq!(filter_in_chunks(&broken, 4), broken);
+    // Padding longer than the frame.
+    let mut padded = PREFACE.to_vec();
+    padded.extend(frame(HEADERS, END_HEADERS | PADDED, 1, &[9, 0x82]));
+    assert_eq!(filter_in_chunks(&padded, 4), padded);
+    // A truncated stream: what was held is released at the end.
+    let cut = client_bytes(&[request("/s.sock", "/a")]);
+    let cut = &cut[..cut.len() - 20];
+    assert_eq!(filter_in_chunks(cut, 4096), cut);
+}
