@@ -4,6 +4,8 @@
 # reached over plain HTTP.
 #   hack/containerd.sh start DIR   -> prints the socket path once it answers
 #   hack/containerd.sh stop DIR
+# IMAGESHIM_SANDBOX_IMAGE sets the pod sandbox ("pause") image (tests push their own
+# to a 127.0.0.1 registry; the default needs the internet).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
@@ -27,7 +29,11 @@ state = "$dir/state"
 [plugins."io.containerd.grpc.v1.cri"]
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
+  sandbox_image = "${IMAGESHIM_SANDBOX_IMAGE:-registry.k8s.io/pause:3.6}"
   enable_cdi = false
+  # Sandboxed CI machines may not lower oom_score_adj (no CAP_SYS_RESOURCE): pods get
+  # containerd's own score as their floor, as in rootless setups.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "native"
     default_runtime_name = "runc"

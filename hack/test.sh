@@ -12,6 +12,10 @@ ensure_pkg containerd containerd
 ensure_pkg docker-registry docker-registry
 ensure_pkg htpasswd apache2-utils
 ensure_pkg protoc protobuf-compiler
+ensure_pkg busybox busybox-static
+ensure_pkg runc runc
+# Ring 4's independent client: Python grpcio (gRPC C-core), pinned.
+python3 -m pip install -q --disable-pip-version-check -r "$root/integration/clients/requirements.txt"
 
 work=$(mktemp -d /tmp/imageshim-test.XXXXXX)
 cleanup() {
@@ -24,11 +28,13 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-echo "== starting containerd and registries under $work"
-"$here/containerd.sh" start "$work/containerd" >/dev/null
+echo "== starting registries and containerd under $work"
 registry=$("$here/registry.sh" start "$work/registry" "$(free_port)")
 password="pw-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 auth_registry=$("$here/registry.sh" start "$work/auth-registry" "$(free_port)" "imageshim:$password")
+# The pod sandbox image is pushed by the tests that run pods (integration/real_clients.rs).
+export IMAGESHIM_TEST_SANDBOX_IMAGE="$registry/imageshim-test/pause:1"
+IMAGESHIM_SANDBOX_IMAGE="$IMAGESHIM_TEST_SANDBOX_IMAGE" "$here/containerd.sh" start "$work/containerd" >/dev/null
 for r in "$registry" "$auth_registry"; do plain_http_registry "$work/containerd/certs.d" "$r"; done
 
 export IMAGESHIM_TEST_CONTAINERD_DIR="$work/containerd"

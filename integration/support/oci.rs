@@ -15,6 +15,8 @@ const LAYER_TYPE: &str = "application/vnd.oci.image.layer.v1.tar";
 pub struct TestImage<'a> {
     pub files: Vec<(&'a str, Vec<u8>)>,
     pub user: Option<&'a str>,
+    /// The image's `Cmd`; `["/hello"]` when empty.
+    pub cmd: Vec<&'a str>,
 }
 
 /// A written layout: its directory and the manifest's digest.
@@ -62,11 +64,15 @@ pub fn write_layout(dir: &Path, image: &TestImage) -> Layout {
     std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
     std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
     let layer = layer_tar(&image.files);
+    let cmd = match image.cmd.is_empty() {
+        true => vec!["/hello"],
+        false => image.cmd.clone(),
+    };
     let layer_digest = write_blob(dir, &layer);
     let config = json!({
         "architecture": oci_arch(),
         "os": "linux",
-        "config": { "User": image.user.unwrap_or(""), "Cmd": ["/hello"] },
+        "config": { "User": image.user.unwrap_or(""), "Cmd": cmd },
         "rootfs": { "type": "layers", "diff_ids": [layer_digest] },
     });
     let config = serde_json::to_vec(&config).unwrap();
@@ -160,8 +166,26 @@ pub fn build_and_push(
             ("etc/imageshim-test", repo.as_bytes().to_vec()),
         ],
         user,
+        cmd: Vec::new(),
     };
     let layout = write_layout(dir.path(), &image);
     push_layout(&layout, registry, repo, tags, auth);
+    layout.manifest_digest
+}
+
+/// Builds an image holding a static busybox (from Debian's busybox-static) with `cmd`
+/// and pushes it as `registry/repo:tag`; returns the manifest digest. Used as the pod
+/// sandbox ("pause") image and as a container image that can exec.
+pub fn push_busybox_image(registry: &str, repo: &str, tag: &str, cmd: &[&str]) -> String {
+    let busybox = std::fs::read("/bin/busybox")
+        .expect("/bin/busybox (Debian busybox-static; hack/test.sh installs it)");
+    let dir = tempfile::tempdir().unwrap();
+    let image = TestImage {
+        files: vec![("bin/busybox", busybox)],
+        user: None,
+        cmd: cmd.to_vec(),
+    };
+    let layout = write_layout(dir.path(), &image);
+    push_layout(&layout, registry, repo, &[tag], None);
     layout.manifest_digest
 }

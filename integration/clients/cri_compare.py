@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""Ring 4: CRI calls made with gRPC C-core (Python grpcio, which this project did not
+write) against imageshim and, in the same run, against the real containerd directly.
+Every call is compared side by side — status code, message, answer bytes, answer
+metadata — once with grpcio's default `:authority` (the %-encoded socket path) and once
+with `grpc.default_authority=localhost`. Differences imageshim makes on purpose
+(DESIGN 2.2) are checked as such. Prints a table per mode; exit status 1 when anything
+else differs.
+
+Run by integration/real_clients.rs, so by hack/test.sh and CI."""
+
+import argparse
+import os
+import sys
+
+import grpc
+
+import pb
+from ring import (IMAGE, RUNTIME, Endpoint, Report, dropping, exact, image_spec,
+                  pull_request, repeated, shape, status_is)
+
+C = grpc.StatusCode
+
+
+def image_calls(report, direct, shim, args):
+    both = lambda method, request=b"", **kw: (direct.call(method, request, **kw),
+                                              shim.call(method, request, **kw))
+    image = f"{args.registry}/ring/busybox:1"
+    private = f"{args.auth_registry}/ring/private:1"
+    missing = f"{args.registry}/ring/does-not-exist:1"
+
+    report.same("Version", *both(RUNTIME + "Version", pb.string(1, "v1")))
+    report.same("ImageFsInfo", *both(IMAGE + "ImageFsInfo"),
+                body=lambda b: repeated(1)(dropping(1, [1])(b)))
+    report.same("PullImage", *both(IMAGE + "PullImage", pull_request(image)))
+    report.same("PullImage, known handler", *both(IMAGE + "PullImage", pull_request(image, "runc")))
+    report.same("ImageStatus", *both(IMAGE + "ImageStatus", pb.message(1, image_spec(image))))
+    report.same("ImageStatus, missing image",
+                *both(IMAGE + "ImageStatus", pb.message(1, image_spec(missing))))
+    direct_answer, shim_answer = both(IMAGE + "ImageStatus", pb.message(1, image_spec(image, "runc")))
+    report.designed("ImageStatus, handler named", direct_answer, shim_answer,
+                    lambda s: handler_marked(direct_answer, s, "runc"),
+                    "Image.spec.runtime_handler set to the handler asked for")
+    report.same("ListImages", *both(IMAGE + "ListImages"), body=repeated(1))
+    report.same("ListImages, filter",
+                *both(IMAGE + "ListImages", pb.message(1, pb.message(1, image_spec(image)))))
+    removed = []
+    for endpoint in (direct, shim):
+        endpoint.call(IMAGE + "PullImage", pull_request(f"{args.registry}/ring/removable:1"))
+        removed.append(endpoint.call(IMAGE + "RemoveImage",
+                                     pb.message(1, image_spec(f"{args.registry}/ring/removable:1"))))
+    report.same("RemoveImage", *removed)
+    report.same("RemoveImage, missing image",
+                *both(IMAGE + "RemoveImage", pb.message(1, image_spec(missing))))
+    report.same("PullImage, missing image", *both(IMAGE + "PullImage", pull_request(missing)))
+    report.same("PullImage, 1 ms deadline",
+                *both(IMAGE + "PullImage", pull_request(f"{args.registry}/ring/slow:1"), timeout=0.001))
+    report.same("PullImage, no credentials (htpasswd registry)",
+                *both(IMAGE + "PullImage", pull_request(private)))
+    wrong = pb.string(1, args.auth_user) + pb.string(2, "not-the-password")
+    report.same("PullImage, wrong credentials",
+                *both(IMAGE + "PullImage", pull_request(private, auth=wrong)))
+    right = pb.string(1, args.auth_user) + pb.string(2, args.auth_password)
+    report.same("PullImage, right credentials",
+                *both(IMAGE + "PullImage", pull_request(private, auth=right)))
+    direct_answer, shim_answer = both(IMAGE + "PullImage", pull_request("Ring/Busybox:1"))
+    report.designed("PullImage, invalid reference", direct_answer, shim_answer,
+                    status_is(C.INVALID_ARGUMENT, '"Ring/Busybox:1"', "lowercase"),
+                    "refused with InvalidArgument naming the rule, before any runtime call")
+    direct_answer, shim_answer = both(IMAGE + "PullImage", pull_request(image, "no-such-handler"))
+    report.designed("PullImage, unknown handler", direct_answer, shim_answer,
+                    status_is(C.INVALID_ARGUMENT, '"no-such-handler"', "runc"),
+                    "handlers discovered from containerd's config; unknown ones refused")
+
+
+def handler_marked(direct, shim, handler):
+    if shim.code != C.OK or direct.code != C.OK:
+        return f"codes {direct.code.name} / {shim.code.name}"
+    marked = pb.first(shim.body, 1, 7, 19)
+    if marked != handler.encode():
+        return f"spec.runtime_handler is {marked!r}"
+    unmarked = dropping(1, [7])
+    if unmarked(shim.body) != unmarked(direct.body):
+        return "the rest of the image differs"
+    return None
+
+
+def pod_config(name):
+    metadata = pb.message(1, pb.string(1, name), pb.string(2, name + "-uid"),
+                          pb.string(3, "ring"), pb.uint(4, 0))
+    host_network = pb.message(2, pb.message(1, pb.uint(1, 2)))  # NamespaceMode NODE
+    return metadata + pb.message(8, host_network)
+
+
+def runtime_calls(report, direct, shim, args):
+    """The kubelet's pod lifecycle, once directly and once through imageshim, with the
+    same names (one after the other), IDs and timestamps masked."""
+    image = f"{args.registry}/ring/busybox:1"
+    names = [f"ring-{report.mode_tag}-{side}".encode() for side in "ds"]
+    answers = [pod_lifecycle(endpoint, image, name.decode()) for endpoint, name in zip((direct, shim), names)]
+    ids = answers[0].pop("_ids") + answers[1].pop("_ids") + names
+    status_times = dropping(1, [1, 4, 5, 6])
+    listed = lambda body: repeated(1)(dropping(1, [1, 2, 7])(body)) if body else body
+    compare = {"ContainerStatus": status_times, "ListContainers": listed,
+               "ContainerStats": shape, "PodSandboxStatus": shape}
+    for name in answers[0]:
+        report.same(name, answers[0][name], answers[1][name], body=compare.get(name, exact), ids=ids)
+    both = lambda method, request=b"": (direct.call(method, request), shim.call(method, request))
+    nope = pb.string(1, "does-not-exist")
+    for method in ("ContainerStatus", "StartContainer", "StopContainer", "RemoveContainer",
+                   "ContainerStats", "PodSandboxStatus", "StopPodSandbox", "RemovePodSandbox"):
+        report.same(f"{method}, not found", *both(RUNTIME + method, nope))
+    exec_missing = nope + pb.string(2, "true") + pb.uint(3, 5)
+    report.same("ExecSync, not found", *both(RUNTIME + "ExecSync", exec_missing))
+    report.same("GetContainerEvents (server-streaming)",
+                direct.stream(RUNTIME + "GetContainerEvents"),
+                shim.stream(RUNTIME + "GetContainerEvents"), body=lambda msgs: msgs and len(msgs))
+    report.same("unknown method", *both(RUNTIME + "NoSuchMethodYet"))
+
+
+def pod_lifecycle(endpoint, image, name):
+    """Runs a pod with one container through `endpoint`; every answer, by call name."""
+    out, ids = {}, []
+    call = lambda key, method, request=b"", timeout=60.0: out.setdefault(
+        key, endpoint.call(RUNTIME + method, request, timeout=timeout))
+    call("Version", "Version", pb.string(1, "v1"))
+    call("Status", "Status")
+    config = pod_config(name)
+    sandbox = call("RunPodSandbox", "RunPodSandbox", pb.message(1, config))
+    pod_id = pb.first(sandbox.body, 1) if sandbox.body else b""
+    ids.append(pod_id)
+    call("PodSandboxStatus", "PodSandboxStatus", pb.string(1, pod_id))
+    container_config = (pb.message(1, pb.string(1, "sleeper")) + pb.message(2, image_spec(image))
+                        + pb.string(3, "/bin/busybox") + pb.string(4, "sleep") + pb.string(4, "3600"))
+    created = call("CreateContainer", "CreateContainer",
+                   pb.string(1, pod_id) + pb.message(2, container_config) + pb.message(3, config))
+    container_id = pb.first(created.body, 1) if created.body else b""
+    ids.append(container_id)
+    target = pb.string(1, container_id)
+    call("StartContainer", "StartContainer", target)
+    call("ContainerStatus", "ContainerStatus", target)
+    call("ListContainers", "ListContainers", pb.message(1, pb.string(3, pod_id)))
+    exec_request = target + pb.string(2, "/bin/busybox") + pb.string(2, "echo") + pb.string(2, "hi") + pb.uint(3, 10)
+    call("ExecSync", "ExecSync", exec_request)
+    call("ContainerStats", "ContainerStats", target)
+    call("StopContainer", "StopContainer", target + pb.uint(2, 0))
+    call("RemoveContainer", "RemoveContainer", target)
+    call("StopPodSandbox", "StopPodSandbox", pb.string(1, pod_id))
+    call("RemovePodSandbox", "RemovePodSandbox", pb.string(1, pod_id))
+    out["_ids"] = ids
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--shim", required=True, help="imageshim's CRI socket")
+    parser.add_argument("--direct", required=True, help="containerd's CRI socket")
+    parser.add_argument("--registry", required=True)
+    parser.add_argument("--auth-registry", required=True)
+    parser.add_argument("--auth-user", required=True)
+    args = parser.parse_args()
+    args.auth_password = os.environ["RING_AUTH_PASSWORD"]
+    failures = []
+    modes = [("default (grpcio sends the %-encoded socket path)", "default", []),
+             ("grpc.default_authority=localhost", "localhost", [("grpc.default_authority", "localhost")])]
+    for mode, tag, options in modes:
+        report = Report(mode)
+        report.mode_tag = tag
+        direct, shim = Endpoint(args.direct, options), Endpoint(args.shim, options)
+        image_calls(report, direct, shim, args)
+        runtime_calls(report, direct, shim, args)
+        report.print()
+        failures += [f"{tag}: {name}" for name in report.failures]
+    if failures:
+        print("\nDIFFERENT FROM CONTAINERD:\n  " + "\n  ".join(failures))
+        return 1
+    print(f"\nall calls answered as containerd answers them ({grpc.__version__})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

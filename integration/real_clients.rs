@@ -1,0 +1,59 @@
+//! Ring 4 (DESIGN §4): a gRPC implementation this project did not write — Python
+//! `grpcio`, i.e. gRPC C-core, pinned in `integration/clients/requirements.txt` — makes
+//! the same CRI calls through imageshim and directly against the real containerd, and
+//! compares code, message, answer bytes and metadata (`integration/clients/`). Runs under
+//! hack/test.sh, which starts containerd (with the sandbox image pushed here) and the
+//! registries, and installs grpcio.
+
+mod support;
+
+use std::path::Path;
+
+use support::{oci, RealEnv, Shim};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpcio_gets_from_imageshim_what_containerd_answers() {
+    let env = RealEnv::get();
+    let sandbox_image = std::env::var("IMAGESHIM_TEST_SANDBOX_IMAGE")
+        .expect("IMAGESHIM_TEST_SANDBOX_IMAGE (set by hack/test.sh)");
+    push_test_images(&env, &sandbox_image);
+    let runtime_config = env.containerd_config.display().to_string();
+    let mut shim = Shim::start(&env.containerd_backend(&runtime_config)).await;
+
+    let clients = Path::new(env!("CARGO_MANIFEST_DIR")).join("integration/clients");
+    let output = tokio::process::Command::new("python3")
+        .arg(clients.join("cri_compare.py"))
+        .arg("--shim")
+        .arg(&shim.socket)
+        .arg("--direct")
+        .arg(&env.containerd_socket)
+        .args(["--registry", &env.registry])
+        .args(["--auth-registry", &env.auth_registry])
+        .args(["--auth-user", &env.auth_user])
+        .env("RING_AUTH_PASSWORD", &env.auth_password)
+        .output()
+        .await
+        .expect("python3 runs (hack/test.sh installs grpcio)");
+    shim.stop().await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("{stdout}");
+    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "grpcio saw imageshim answer differently from containerd:\n{stdout}"
+    );
+    assert!(stdout.contains("all calls answered as containerd answers them"));
+}
+
+/// The sandbox ("pause") image containerd was configured with, a busybox image the
+/// pods run, and a private image on the htpasswd registry.
+fn push_test_images(env: &RealEnv, sandbox_image: &str) {
+    let (registry, rest) = sandbox_image.split_once('/').expect("registry/repo:tag");
+    let (repo, tag) = rest.rsplit_once(':').expect("repo:tag");
+    oci::push_busybox_image(registry, repo, tag, &["/bin/busybox", "sleep", "2147483647"]);
+    for repo in ["ring/busybox", "ring/removable"] {
+        oci::push_busybox_image(&env.registry, repo, "1", &["/bin/busybox", "sleep", "3600"]);
+    }
+    let credentials = Some((env.auth_user.as_str(), env.auth_password.as_str()));
+    oci::build_and_push(&env.auth_registry, "ring/private", &["1"], None, credentials);
+}
