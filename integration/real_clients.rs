@@ -50,10 +50,21 @@ async fn grpcio_gets_from_imageshim_what_containerd_answers() {
 fn push_test_images(env: &RealEnv, sandbox_image: &str) {
     let (registry, rest) = sandbox_image.split_once('/').expect("registry/repo:tag");
     let (repo, tag) = rest.rsplit_once(':').expect("repo:tag");
-    oci::push_busybox_image(registry, repo, tag, &["/bin/busybox", "sleep", "2147483647"]);
+    oci::push_busybox_image(
+        registry,
+        repo,
+        tag,
+        &["/bin/busybox", "sleep", "2147483647"],
+    );
     for repo in ["ring/busybox", "ring/removable"] {
         oci::push_busybox_image(&env.registry, repo, "1", &["/bin/busybox", "sleep", "3600"]);
     }
     let credentials = Some((env.auth_user.as_str(), env.auth_password.as_str()));
-    oci::build_and_push(&env.auth_registry, "ring/private", &["1"], None, credentials);
+    oci::build_and_push(
+        &env.auth_registry,
+        "ring/private",
+        &["1"],
+        None,
+        credentials,
+    );
 }

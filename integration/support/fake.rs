@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
-use http_body_util::{BodyExt, Full, StreamBody};
+use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use imageshim::cri::wire;
@@ -22,6 +22,8 @@ use tonic::body::Body;
 #[derive(Clone, Debug)]
 pub struct Recorded {
     pub path: String,
+    /// The request URI's authority (the `:authority` the backend received).
+    pub authority: Option<String>,
     pub headers: HeaderMap,
     pub body: Bytes,
 }
@@ -72,6 +74,7 @@ impl FakeBackend {
                             .unwrap_or_default();
                         let call = Recorded {
                             path: parts.uri.path().to_string(),
+                            authority: parts.uri.authority().map(|a| a.to_string()),
                             headers: parts.headers,
                             body,
                         };
@@ -81,6 +84,7 @@ impl FakeBackend {
                 });
                 tokio::spawn(async move {
                     let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .auto_date_header(false) // as containerd and CRI-O
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
                 });
@@ -143,7 +147,10 @@ pub fn reply<M: prost::Message>(message: &M) -> Response<Body> {
 
 /// An answer with these framed bytes and trailers.
 pub fn reply_bytes(framed: Bytes, trailers: HeaderMap) -> Response<Body> {
-    let body = Full::new(framed).with_trailers(async move { Some(Ok(trailers)) });
+    // A stream of frames, not a sized body: like grpc-go, no content-length.
+    let frames: [Result<Frame<Bytes>, Infallible>; 2] =
+        [Ok(Frame::data(framed)), Ok(Frame::trailers(trailers))];
+    let body = StreamBody::new(futures_util::stream::iter(frames));
     grpc_response().body(Body::new(body)).unwrap()
 }
 

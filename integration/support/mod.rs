@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod fake;
+pub mod frames;
 pub mod oci;
 pub mod pullfake;
 pub mod raw;

@@ -141,7 +141,10 @@ mod tests {
         assert!(!body.is_end_stream());
         assert_eq!(body.size_hint().exact(), None);
         let collected = body.collect().await.unwrap();
-        assert_eq!(collected.trailers().unwrap().get("grpc-status").unwrap(), "0");
+        assert_eq!(
+            collected.trailers().unwrap().get("grpc-status").unwrap(),
+            "0"
+        );
         assert_eq!(&collected.to_bytes()[..], b"\0\0\0\0\x01x");
     }
 

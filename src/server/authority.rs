@@ -56,7 +56,9 @@ enum Phase {
     Preface,
     FrameHeader,
     /// Inside a frame that passes as it is.
-    Payload { left: usize },
+    Payload {
+        left: usize,
+    },
     /// Collecting a HEADERS or CONTINUATION frame.
     HeaderFrame(FrameHead),
     /// Everything passes untouched from here on.
@@ -74,7 +76,9 @@ struct FrameHead {
 impl FrameHead {
     fn parse(bytes: &[u8]) -> FrameHead {
         FrameHead {
-            len: (usize::from(bytes[0]) << 16) | (usize::from(bytes[1]) << 8) | usize::from(bytes[2]),
+            len: (usize::from(bytes[0]) << 16)
+                | (usize::from(bytes[1]) << 8)
+                | usize::from(bytes[2]),
             kind: bytes[3],
             flags: bytes[4],
             stream: u32::from_be_bytes([bytes[5], bytes[6], bytes[7], bytes[8]]) & 0x7fff_ffff,

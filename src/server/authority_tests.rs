@@ -64,7 +64,11 @@ fn server_view(bytes: &[u8]) -> Vec<Vec<Field>> {
     let mut current = Vec::new();
     for (kind, flags, _, payload) in frames_after_preface(bytes) {
         if kind == HEADERS || kind == CONTINUATION {
-            let start = if kind == HEADERS && flags & PRIORITY != 0 { 5 } else { 0 };
+            let start = if kind == HEADERS && flags & PRIORITY != 0 {
+                5
+            } else {
+                0
+            };
             current.extend_from_slice(&payload[start..]);
             if flags & END_HEADERS != 0 {
                 blocks.push(decoder.decode(&current).unwrap());
@@ -90,7 +94,9 @@ fn acceptable_authorities_are_what_h2_takes() {
     assert!(is_acceptable_authority(b"localhost"));
     assert!(is_acceptable_authority(b"127.0.0.1:8080"));
     assert!(!is_acceptable_authority(b"/run/imageshim/imageshim.sock"));
-    assert!(!is_acceptable_authority(b"%2Frun%2Fimageshim%2Fimageshim.sock"));
+    assert!(!is_acceptable_authority(
+        b"%2Frun%2Fimageshim%2Fimageshim.sock"
+    ));
     assert!(!is_acceptable_authority(b""));
 }
 
@@ -149,7 +155,10 @@ fn data_and_other_frames_are_untouched_and_flags_are_kept() {
     let out = filter_in_chunks(&client_bytes(&[request("/s.sock", "/a")]), 2);
     let frames = frames_after_preface(&out);
     let kinds: Vec<(u8, u8, u32)> = frames.iter().map(|f| (f.0, f.1, f.2)).collect();
-    assert_eq!(kinds, vec![(4, 0, 0), (HEADERS, END_HEADERS, 1), (0, END_STREAM, 1)]);
+    assert_eq!(
+        kinds,
+        vec![(4, 0, 0), (HEADERS, END_HEADERS, 1), (0, END_STREAM, 1)]
+    );
     assert_eq!(frames[2].3, b"\0\0\0\0\0");
 }
 
