@@ -18,15 +18,15 @@
 //! Writes (server → client) are not touched. Must not interpret anything but frame
 //! boundaries and request header blocks.
 
-use std::io;
 use std::ops::Range;
-use std::pin::Pin;
-use std::task::{ready, Context, Poll};
 
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{BufMut, BytesMut};
 use loona_hpack::encoder::encode_integer_into;
 use loona_hpack::Decoder;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+mod io;
+
+pub use io::AuthorityFixingStream;
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const FRAME_HEADER_LEN: usize = 9;
@@ -37,7 +37,7 @@ const END_HEADERS: u8 = 0x4;
 const PADDED: u8 = 0x8;
 const PRIORITY: u8 = 0x20;
 /// SETTINGS_MAX_FRAME_SIZE of hyper's server (the HTTP/2 default, never raised here).
-const MAX_FRAME_PAYLOAD: usize = 16 * 1024;
+pub(crate) const MAX_FRAME_PAYLOAD: usize = 16 * 1024;
 /// SETTINGS_HEADER_TABLE_SIZE of hyper's server (the HTTP/2 default).
 const HEADER_TABLE_SIZE: usize = 4096;
 /// A header block larger than this is handed to h2 raw (it refuses it itself).
@@ -379,89 +379,5 @@ fn write_header_frames(block: &HeldBlock, encoded: &[u8], out: &mut BytesMut) {
     }
 }
 
-/// A connection whose reads go through an [`AuthorityFilter`]; writes pass as they are.
-pub struct AuthorityFixingStream<S> {
-    inner: S,
-    filter: AuthorityFilter,
-    out: BytesMut,
-    scratch: Box<[u8]>,
-    eof: bool,
-}
-
-impl<S> AuthorityFixingStream<S> {
-    pub fn new(inner: S) -> Self {
-        AuthorityFixingStream {
-            inner,
-            filter: AuthorityFilter::default(),
-            out: BytesMut::new(),
-            scratch: vec![0; MAX_FRAME_PAYLOAD].into_boxed_slice(),
-            eof: false,
-        }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for AuthorityFixingStream<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        loop {
-            if !this.out.is_empty() {
-                let n = this.out.len().min(buf.remaining());
-                buf.put_slice(&this.out[..n]);
-                this.out.advance(n);
-                return Poll::Ready(Ok(()));
-            }
-            if this.eof {
-                return Poll::Ready(Ok(()));
-            }
-            if this.filter.is_raw() {
-                return Pin::new(&mut this.inner).poll_read(cx, buf);
-            }
-            let mut scratch = ReadBuf::new(&mut this.scratch);
-            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut scratch))?;
-            if scratch.filled().is_empty() {
-                this.eof = true;
-                this.filter.finish(&mut this.out);
-            } else {
-                this.filter.feed(scratch.filled(), &mut this.out);
-            }
-        }
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for AuthorityFixingStream<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-}
-
 #[cfg(test)]
-#[path = "authority_tests.rs"]
 mod tests;
