@@ -43,7 +43,8 @@ def image_calls(report, direct, shim, args):
                     "Image.spec.runtime_handler set to the handler asked for")
     report.same("ListImages", *both(IMAGE + "ListImages"), body=repeated(1))
     report.same("ListImages, filter",
-                *both(IMAGE + "ListImages", pb.message(1, pb.message(1, image_spec(image)))))
+                *both(IMAGE + "ListImages", pb.message(1, pb.message(1, image_spec(image)))),
+                body=repeated(1))
     removed = []
     for endpoint in (direct, shim):
         endpoint.call(IMAGE + "PullImage", pull_request(f"{args.registry}/ring/removable:1"))

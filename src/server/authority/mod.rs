@@ -178,7 +178,10 @@ impl AuthorityFilter {
 
     /// The client closed its side: whatever is held goes to h2 as it came.
     pub fn finish(&mut self, out: &mut BytesMut) {
-        self.pass_raw_from_here(out);
+        let holding = !self.held.is_empty() || self.block.is_some();
+        if holding && self.phase != Phase::Raw {
+            self.pass_raw_from_here(out);
+        }
     }
 
     fn take_preface(&mut self, data: &[u8], out: &mut BytesMut) -> usize {
@@ -298,8 +301,30 @@ impl AuthorityFilter {
         write_header_frames(&block, &encoded, out);
     }
 
-    /// Hands everything held, and all that follows, to h2 untouched.
+    /// Hands everything held, and all that follows, to h2 untouched. Once blocks have
+    /// been re-encoded, h2's HPACK table no longer matches the client's, so raw blocks
+    /// could decode to headers the client never sent: h2 is then given a block that
+    /// no table decodes (index 0), and ends the connection with COMPRESSION_ERROR, as
+    /// it would for the client's own undecodable input.
     fn pass_raw_from_here(&mut self, out: &mut BytesMut) {
+        if self.reencode {
+            self.block = None;
+            self.held.clear();
+            self.phase = Phase::Raw;
+            out.put_slice(&[
+                0,
+                0,
+                1,
+                HEADERS,
+                END_HEADERS | END_STREAM,
+                0x7f,
+                0xff,
+                0xff,
+                0xff,
+                0x80,
+            ]);
+            return;
+        }
         if let Some(block) = self.block.take() {
             out.extend_from_slice(&block.raw);
         }

@@ -212,3 +212,23 @@ fn what_cannot_be_followed_reaches_h2_unchanged() {
     let cut = &cut[..cut.len() - 20];
     assert_eq!(filter_in_chunks(cut, 4096), cut);
 }
+
+#[test]
+fn after_a_rewrite_what_cannot_be_followed_ends_the_connection() {
+    // h2's table no longer matches the client's: raw bytes could decode to other
+    // headers, so h2 gets a block no table decodes instead.
+    let mut input = client_bytes(&[request("/s.sock", "/a")]);
+    input.extend(frame(HEADERS, END_HEADERS, 3, &[0xff, 0xff, 0x7f]));
+    let out = filter_in_chunks(&input, 9);
+    let frames = frames_after_preface(&out);
+    let last = frames.last().unwrap();
+    assert_eq!(
+        (last.0, last.2, &last.3[..]),
+        (HEADERS, 0x7fff_ffff, &[0x80][..])
+    );
+    assert_eq!(
+        frames.len(),
+        4,
+        "settings, rewritten request, data, poison: {frames:?}"
+    );
+}
