@@ -1,6 +1,8 @@
 //! Runs one credential-provider exec plugin: the request on stdin, a strictly checked
-//! CredentialProviderResponse on stdout (capped), stderr kept for the error, a timeout
-//! after which the child is killed and reaped. Errors never carry stdout content.
+//! CredentialProviderResponse on stdout (capped), stderr kept for the error. The plugin
+//! runs in its own process group: when it exits, or when the timeout passes, the whole
+//! group is killed (a forked helper cannot outlive it or hold its pipes open) and the
+//! plugin is reaped. Errors never carry stdout content.
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
@@ -139,9 +141,11 @@ pub async fn run_plugin(
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| PluginError::Spawn(e.to_string()))?;
+    let group = ProcessGroup(child.id());
     let request = serde_json::json!({
         "apiVersion": spec.api_version,
         "kind": "CredentialProviderRequest",
@@ -154,15 +158,26 @@ pub async fn run_plugin(
         // A plugin may exit without reading stdin; that is not an error in itself.
         let _ = stdin.write_all(request.to_string().as_bytes()).await;
         drop(stdin);
-        let (out, err) = tokio::join!(
-            read_capped(stdout, STDOUT_LIMIT + 1),
-            read_capped(stderr, 64 * 1024)
-        );
-        (out, err, child.wait().await)
+        let reading = async {
+            tokio::join!(
+                read_capped(stdout, STDOUT_LIMIT + 1),
+                read_capped(stderr, 64 * 1024)
+            )
+        };
+        let waiting = async {
+            let status = child.wait().await;
+            // The plugin is done: whatever it left running (and holding its pipes open)
+            // goes with it.
+            group.kill();
+            status
+        };
+        let ((out, err), status) = tokio::join!(reading, waiting);
+        (out, err, status)
     };
     let (out, err, status) = match tokio::time::timeout(timeout, talk).await {
         Ok(done) => done,
         Err(_) => {
+            group.kill();
             let _ = child.kill().await;
             return Err(PluginError::Timeout(timeout));
         }
@@ -178,6 +193,22 @@ pub async fn run_plugin(
         return Err(PluginError::StdoutTooLarge);
     }
     decode_response(&out, &spec.api_version)
+}
+
+/// The plugin's process group (it leads it: `process_group(0)`), so a timeout or the
+/// plugin's exit also ends every process it started.
+struct ProcessGroup(Option<u32>);
+
+impl ProcessGroup {
+    fn kill(&self) {
+        if let Some(pgid) = self.0.and_then(|id| libc::pid_t::try_from(id).ok()) {
+            // SAFETY: kill(2) with a negative pid signals that process group only; no
+            // memory is involved.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
+    }
 }
 
 async fn read_capped(reader: impl AsyncRead + Unpin, limit: u64) -> Vec<u8> {

@@ -2,9 +2,9 @@
 //! `.dockercfg` files, looked up with the kubelet's rules; files are re-read when they
 //! change on disk.
 
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::SystemTime;
 
 use base64::Engine;
@@ -142,7 +142,7 @@ impl FileKeyring {
 
     pub fn lookup(&self, image: &str) -> Vec<RegistryCredential> {
         let stamps: Vec<_> = self.paths.iter().map(|p| stamp(p)).collect();
-        let mut loaded = self.loaded.lock().unwrap();
+        let mut loaded = self.loaded.lock();
         if loaded.0 != stamps {
             let mut keyring = Keyring::default();
             for path in &self.paths {

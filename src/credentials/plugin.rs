@@ -4,7 +4,9 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use lru::LruCache;
@@ -93,7 +95,7 @@ impl Provider {
     }
 
     fn cached(&self, image: &str) -> Option<Keyring> {
-        let mut cache = self.cache.lock().unwrap();
+        let mut cache = self.cache.lock();
         let now = Instant::now();
         for key in [
             image.to_string(),
@@ -112,15 +114,19 @@ impl Provider {
     }
 
     fn store(&self, key: String, keyring: Keyring, duration: Duration) {
+        // Go's longest duration (292 years) fits an Instant; be safe about it anyway.
+        let Some(expires_at) = Instant::now().checked_add(duration) else {
+            return;
+        };
         let entry = CacheEntry {
             keyring,
-            expires_at: Instant::now() + duration,
+            expires_at,
         };
-        self.cache.lock().unwrap().put(key, entry);
+        self.cache.lock().put(key, entry);
     }
 
     fn exec_lock(&self, registry: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.exec_locks.lock().unwrap();
+        let mut locks = self.exec_locks.lock();
         locks.entry(registry.to_string()).or_default().clone()
     }
 }

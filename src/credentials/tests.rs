@@ -227,6 +227,43 @@ async fn plugin_protocol_edge_cases_give_clear_errors_and_never_hang() {
     );
 }
 
+/// True while `pid` is a live (not zombie) process.
+fn running(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| !stat.split(") ").nth(1).unwrap_or("").starts_with('Z'))
+        .unwrap_or(false)
+}
+
+#[tokio::test]
+async fn forked_helpers_never_outlive_their_plugin_nor_hold_it_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let pids = dir.path().join("pids");
+    let second = Duration::from_secs(2);
+    // A helper keeps the plugin's stdout open after the plugin answered and exited.
+    let lingering = format!("sleep 30 & echo $! >> {}; {GOOD}", pids.display());
+    let started = std::time::Instant::now();
+    let answer = run_script(&lingering, second).await;
+    assert!(answer.is_ok(), "{answer:?}");
+    assert!(started.elapsed() < second, "not held open by the helper");
+    // A plugin that hangs with a helper: the timeout ends both.
+    let hanging = format!("sleep 30 & echo $! >> {}; sleep 30", pids.display());
+    let err = run_script(&hanging, Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PluginError::Timeout(_)), "{err}");
+    // A plugin that closes stdout and keeps running.
+    let closed = "exec >&-; sleep 30";
+    let err = run_script(closed, Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PluginError::Timeout(_)), "{err}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let pids = std::fs::read_to_string(&pids).unwrap();
+    for pid in pids.lines() {
+        assert!(!running(pid), "helper {pid} outlived its plugin");
+    }
+}
+
 #[tokio::test]
 async fn provider_config_is_validated_like_the_kubelet() {
     let dir = tempfile::tempdir().unwrap();

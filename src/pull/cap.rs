@@ -3,7 +3,9 @@
 //! on drop, wherever they are dropped.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use tokio::sync::oneshot;
 
@@ -60,7 +62,7 @@ impl Cap {
             let _ = tx.send(Permit { cap: None });
             return Ticket(rx);
         };
-        let mut locked = state.lock().unwrap();
+        let mut locked = state.lock();
         if locked.available > 0 && locked.queue.is_empty() {
             locked.available -= 1;
             drop(locked);
@@ -75,13 +77,13 @@ impl Cap {
 
     /// Permits currently free (`None` when unlimited).
     pub fn available(&self) -> Option<usize> {
-        self.state.as_ref().map(|s| s.lock().unwrap().available)
+        self.state.as_ref().map(|s| s.lock().available)
     }
 }
 
 /// Hands a returned permit to the oldest ticket still waiting, or frees it.
 fn release(cap: Arc<Mutex<CapState>>) {
-    let mut locked = cap.lock().unwrap();
+    let mut locked = cap.lock();
     while let Some(next) = locked.queue.pop_front() {
         if next.is_closed() {
             continue;

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::cap::{Permit, Ticket};
-use super::stats::PullStats;
+use super::stats::{GaugeGuard, PullStats};
 use super::{PullKey, PullOutcome, Shared};
 
 pub(crate) struct Flight<O> {
@@ -65,7 +65,7 @@ async fn abandoned<O: PullOutcome>(shared: &Shared<O>, key: &PullKey, flight: &A
         if waiters.wait_for(|n| *n == 0).await.is_err() {
             return std::future::pending().await;
         }
-        let mut flights = shared.flights.lock().unwrap();
+        let mut flights = shared.flights.lock();
         if *flight.waiters.borrow() == 0 {
             remove_if_same(&mut flights, key, flight);
             return;
@@ -95,6 +95,7 @@ pub(crate) async fn run<O: PullOutcome>(
         return;
     };
     let stats = &shared.stats;
+    let running = GaugeGuard::enter(&stats.running);
     let started = Instant::now();
     let outcome = if shared.cancel_abandoned {
         tokio::select! {
@@ -105,7 +106,7 @@ pub(crate) async fn run<O: PullOutcome>(
         Some(job.await)
     };
     drop(permit);
-    stats.running.fetch_sub(1, Relaxed);
+    drop(running);
     PullStats::add_duration(&stats.pull_micros_total, started.elapsed());
     match outcome {
         Some(outcome) => publish(&shared, &key, &flight, outcome, started.elapsed()),
@@ -125,20 +126,19 @@ async fn wait_for_permit<O: PullOutcome>(
 ) -> Option<Permit> {
     let stats = &shared.stats;
     let queued_at = Instant::now();
-    stats.queued.fetch_add(1, Relaxed);
+    let queued = GaugeGuard::enter(&stats.queued);
     let permit = tokio::select! {
         biased;
         permit = ticket.granted() => Some(permit),
         _ = abandoned(shared, key, flight) => None,
     };
-    stats.queued.fetch_sub(1, Relaxed);
+    drop(queued);
     let Some(permit) = permit else {
         stats.dropped_while_queued_total.fetch_add(1, Relaxed);
         tracing::info!(image = %key.image, handler = %key.handler, backend = %key.backend, "queued pull dropped: no caller left");
         return None;
     };
     let queue_wait = queued_at.elapsed();
-    stats.running.fetch_add(1, Relaxed);
     stats.started_total.fetch_add(1, Relaxed);
     PullStats::add_duration(&stats.queue_wait_micros_total, queue_wait);
     let waiters = *flight.waiters.borrow();
@@ -153,7 +153,7 @@ fn publish<O: PullOutcome>(
     outcome: O,
     duration: Duration,
 ) {
-    remove_if_same(&mut shared.flights.lock().unwrap(), key, flight);
+    remove_if_same(&mut shared.flights.lock(), key, flight);
     let ok = outcome.is_success();
     let counter = if ok {
         &shared.stats.succeeded_total
@@ -162,7 +162,7 @@ fn publish<O: PullOutcome>(
     };
     counter.fetch_add(1, Relaxed);
     if let Some(backoff) = &shared.backoff {
-        let mut backoff = backoff.lock().unwrap();
+        let mut backoff = backoff.lock();
         if ok {
             backoff.succeeded(key);
         } else if outcome.is_registry_failure() {
@@ -173,4 +173,27 @@ fn publish<O: PullOutcome>(
     let waiters = *flight.waiters.borrow();
     tracing::info!(image = %key.image, handler = %key.handler, backend = %key.backend, waiters, ?duration, ok, "pull finished");
     flight.result.send_replace(Some(outcome));
+}
+
+/// Owns the pull task: whatever happens to it (a panic in the job, the runtime tearing
+/// it down), every waiter gets an answer and the key leaves the merge table, so the next
+/// caller starts a fresh pull. The task's permit went back when its future was dropped.
+pub(crate) async fn supervise<O: PullOutcome>(
+    shared: Arc<Shared<O>>,
+    key: PullKey,
+    flight: Arc<Flight<O>>,
+    task: tokio::task::JoinHandle<()>,
+) {
+    let Err(err) = task.await else { return };
+    let why = if err.is_panic() {
+        "the pull task panicked"
+    } else {
+        "the pull task was stopped"
+    };
+    remove_if_same(&mut shared.flights.lock(), &key, &flight);
+    shared.stats.failed_total.fetch_add(1, Relaxed);
+    tracing::error!(image = %key.image, handler = %key.handler, backend = %key.backend, why, "pull failed inside imageshim; its waiters get Internal");
+    flight
+        .result
+        .send_replace(Some(O::task_failed(&key.image, why)));
 }

@@ -11,7 +11,9 @@ pub mod stats;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use tokio::time::Instant;
 
@@ -46,6 +48,9 @@ pub trait PullOutcome: Clone + Send + Sync + 'static {
     fn is_registry_failure(&self) -> bool;
     /// True when the pull succeeded.
     fn is_success(&self) -> bool;
+    /// What every waiter gets when the pull task itself failed (panicked or was torn
+    /// down) instead of producing an outcome.
+    fn task_failed(image: &str, why: &str) -> Self;
 }
 
 /// Why a caller stopped waiting without an outcome.
@@ -140,7 +145,7 @@ impl<O: PullOutcome> Coordinator<O> {
 
     fn backed_off(&self, key: &PullKey) -> Option<O> {
         let backoff = self.shared.backoff.as_ref()?;
-        let outcome = backoff.lock().unwrap().active(key, Instant::now())?;
+        let outcome = backoff.lock().active(key, Instant::now())?;
         self.shared
             .stats
             .backed_off_total
@@ -153,7 +158,7 @@ impl<O: PullOutcome> Coordinator<O> {
     where
         Fut: Future<Output = O> + Send + 'static,
     {
-        let mut flights = self.shared.flights.lock().unwrap();
+        let mut flights = self.shared.flights.lock();
         if let Some(flight) = flights.get(&key) {
             self.shared
                 .stats
@@ -166,7 +171,14 @@ impl<O: PullOutcome> Coordinator<O> {
         let ticket = self.shared.cap.enqueue();
         let guard = WaiterGuard::join(self.shared.clone(), flight.clone());
         drop(flights);
-        tokio::spawn(flight::run(self.shared.clone(), key, flight, ticket, job()));
+        let task = tokio::spawn(flight::run(
+            self.shared.clone(),
+            key.clone(),
+            flight.clone(),
+            ticket,
+            job(),
+        ));
+        tokio::spawn(flight::supervise(self.shared.clone(), key, flight, task));
         guard
     }
 }

@@ -59,3 +59,19 @@ impl PullStats {
         counter.fetch_add(elapsed.as_micros() as u64, Relaxed);
     }
 }
+
+/// A gauge held up for as long as this guard lives (also when a task unwinds).
+pub(super) struct GaugeGuard<'a>(&'a AtomicU64);
+
+impl<'a> GaugeGuard<'a> {
+    pub(super) fn enter(gauge: &'a AtomicU64) -> Self {
+        gauge.fetch_add(1, Relaxed);
+        GaugeGuard(gauge)
+    }
+}
+
+impl Drop for GaugeGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}

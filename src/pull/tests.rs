@@ -12,6 +12,9 @@ impl PullOutcome for Outcome {
     fn is_success(&self) -> bool {
         self.0.is_ok()
     }
+    fn task_failed(_image: &str, _why: &str) -> Self {
+        Outcome(Err("task failed"))
+    }
 }
 
 fn key(image: &str) -> PullKey {
@@ -76,4 +79,43 @@ async fn a_waiter_deadline_is_its_own() {
     assert_eq!(hasty, Err(WaitError::DeadlineExceeded));
     assert_eq!(patient.await.unwrap(), Ok(Outcome(Ok("done"))));
     assert_eq!(coordinator.stats().started_total, 1);
+}
+
+#[tokio::test]
+async fn a_panicking_pull_answers_every_waiter_frees_its_permit_and_forgets_the_key() {
+    let coordinator = Coordinator::new(PullOptions {
+        permits: Some(1),
+        cancel_abandoned: true,
+        failure_backoff: false,
+    });
+    let (release, released) = tokio::sync::watch::channel(false);
+    let panicking = || {
+        let mut released = released.clone();
+        let coordinator = coordinator.clone();
+        async move {
+            coordinator
+                .pull(key("k"), None, move || async move {
+                    let _ = released.wait_for(|r| *r).await;
+                    panic!("a bug in the pull job");
+                })
+                .await
+        }
+    };
+    let waiters = futures_util::future::join_all((0..3).map(|_| panicking()));
+    let answers = tokio::spawn(waiters);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    release.send_replace(true);
+    let answers = tokio::time::timeout(Duration::from_secs(5), answers)
+        .await
+        .expect("no waiter hangs")
+        .unwrap();
+    assert!(answers
+        .iter()
+        .all(|a| a == &Ok(Outcome(Err("task failed")))));
+    let stats = coordinator.stats();
+    assert_eq!((stats.running, stats.queued, stats.waiters), (0, 0, 0));
+    // The key is gone and the single permit is back: a fresh pull runs and succeeds.
+    let next = coordinator.pull(key("k"), None, || async { Outcome(Ok("pulled")) });
+    let next = tokio::time::timeout(Duration::from_secs(5), next).await;
+    assert_eq!(next.expect("permit returned"), Ok(Outcome(Ok("pulled"))));
 }

@@ -29,7 +29,7 @@ use status::CallError;
 pub struct ServerState {
     pub backends: BackendSet,
     pub pulls: pulls::Pulls,
-    credentials: std::sync::RwLock<Arc<Resolver>>,
+    credentials: parking_lot::RwLock<Arc<Resolver>>,
 }
 
 impl ServerState {
@@ -37,17 +37,17 @@ impl ServerState {
         ServerState {
             backends,
             pulls,
-            credentials: std::sync::RwLock::new(Arc::new(credentials)),
+            credentials: parking_lot::RwLock::new(Arc::new(credentials)),
         }
     }
 
     /// The credential resolver in force now (pulls keep the one they started with).
     pub fn credentials(&self) -> Arc<Resolver> {
-        self.credentials.read().unwrap().clone()
+        self.credentials.read().clone()
     }
 
     pub fn replace_credentials(&self, resolver: Resolver) {
-        *self.credentials.write().unwrap() = Arc::new(resolver);
+        *self.credentials.write() = Arc::new(resolver);
     }
 }
 

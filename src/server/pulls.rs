@@ -35,6 +35,12 @@ impl PullOutcome for PullAnswer {
         matches!(self, Ok(answer) if answer.is_ok())
     }
 
+    fn task_failed(image: &str, why: &str) -> Self {
+        Err(Status::internal(format!(
+            "pull of {image} failed inside imageshim ({why}); the next pull starts afresh"
+        )))
+    }
+
     fn is_registry_failure(&self) -> bool {
         match self {
             Ok(answer) => !matches!(
@@ -64,7 +70,9 @@ pub async fn pull_through_coordinator(
         backend: backend.name.clone(),
         credentials: CredentialFingerprint(cri::credential_fingerprint(view.auth.as_ref())),
     };
-    let deadline = grpc_timeout(&call.parts.headers).map(|limit| Instant::now() + limit);
+    // A timeout too far out to be an Instant is no deadline at all.
+    let deadline =
+        grpc_timeout(&call.parts.headers).and_then(|limit| Instant::now().checked_add(limit));
     // The pull outlives any one caller: it must not carry the first caller's deadline.
     call.parts.headers.remove("grpc-timeout");
     let own_auth = view.auth.as_ref().is_some_and(|auth| !auth.is_empty());
