@@ -1,0 +1,192 @@
+//! Ring 3 faults (issue 8): a private containerd killed under load and started again.
+//! imageshim must never exit, answer `Unavailable` naming the backend within a second
+//! while containerd is gone, and serve again within a second of its socket coming back;
+//! every call gets exactly one answer.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use imageshim::cri::{self, paths};
+use parking_lot::Mutex;
+use support::{backend_toml, CriClient, Shim};
+use tonic::Code;
+
+const VERSION: &str = "/runtime.v1.RuntimeService/Version";
+
+/// A containerd of this test's own (the shared one must stay up for the other tests).
+struct PrivateContainerd {
+    dir: PathBuf,
+}
+
+impl PrivateContainerd {
+    fn script() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("hack/containerd.sh")
+    }
+
+    fn start(dir: &Path) -> PrivateContainerd {
+        let status = Command::new(Self::script())
+            .args(["start", &dir.display().to_string()])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "hack/containerd.sh start");
+        PrivateContainerd {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.join("containerd.sock")
+    }
+
+    /// SIGKILL, as a crash would; the socket file stays behind, refusing connections.
+    fn kill(&self) {
+        let pid = std::fs::read_to_string(self.dir.join("containerd.pid")).unwrap();
+        let pid: i32 = pid.trim().parse().unwrap();
+        // SAFETY: plain kill(2) of the containerd this test started.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        while Path::new(&format!("/proc/{pid}/stat")).exists()
+            && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap_or_default()
+                .contains(") Z")
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for PrivateContainerd {
+    fn drop(&mut self) {
+        let _ = Command::new(Self::script())
+            .args(["stop", &self.dir.display().to_string()])
+            .status();
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Outcome {
+    sent: Instant,
+    took: Duration,
+    code: Code,
+    message: String,
+}
+
+/// Calls Version in a loop on `client` until `stop`, recording every answer.
+async fn load(client: CriClient, stop: Arc<Mutex<bool>>, log: Arc<Mutex<Vec<Outcome>>>) {
+    while !*stop.lock() {
+        let sent = Instant::now();
+        let answer = tokio::time::timeout(
+            Duration::from_secs(10),
+            client.call::<_, cri::VersionResponse>(VERSION, cri::VersionRequest::default()),
+        )
+        .await
+        .expect("no call hangs");
+        let (code, message) = match answer {
+            Ok(_) => (Code::Ok, String::new()),
+            Err(status) => (status.code(), status.message().to_string()),
+        };
+        log.lock().push(Outcome {
+            sent,
+            took: sent.elapsed(),
+            code,
+            message,
+        });
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containerd_killed_under_load_gives_prompt_unavailable_and_prompt_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let containerd = PrivateContainerd::start(dir.path());
+    let shim = Shim::start(&backend_toml(
+        "private",
+        "containerd",
+        &containerd.socket(),
+        true,
+        &[],
+        "",
+    ))
+    .await;
+    let _: cri::ImageFsInfoResponse = shim
+        .client
+        .call(paths::IMAGE_FS_INFO, cri::ImageFsInfoRequest::default())
+        .await
+        .expect("serving before the fault");
+    let (stop, log) = (
+        Arc::new(Mutex::new(false)),
+        Arc::new(Mutex::new(Vec::new())),
+    );
+    let callers: Vec<_> = (0..4)
+        .map(|_| {
+            tokio::spawn(load(
+                CriClient::new(&shim.socket),
+                stop.clone(),
+                log.clone(),
+            ))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let killed = Instant::now();
+    containerd.kill();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let restarting = Instant::now();
+    let containerd = PrivateContainerd::start(dir.path());
+    let back = Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    *stop.lock() = true;
+    for caller in callers {
+        caller.await.unwrap();
+    }
+    drop(containerd);
+    let log = log.lock().clone();
+    let during_gap: Vec<_> = log
+        .iter()
+        .filter(|o| o.sent > killed + Duration::from_millis(200) && o.sent + o.took < restarting)
+        .collect();
+    assert!(
+        during_gap.len() > 20,
+        "load ran during the gap: {}",
+        during_gap.len()
+    );
+    for outcome in &during_gap {
+        assert_eq!(outcome.code, Code::Unavailable, "{outcome:?}");
+        assert!(outcome.message.contains("backend private"), "{outcome:?}");
+        assert!(
+            outcome.took < Duration::from_secs(1),
+            "prompt answer: {outcome:?}"
+        );
+    }
+    let first_ok_after = log
+        .iter()
+        .filter(|o| o.sent > back && o.code == Code::Ok)
+        .map(|o| o.sent + o.took)
+        .min()
+        .expect("calls succeed again");
+    assert!(
+        first_ok_after - back < Duration::from_secs(1),
+        "recovered {:?} after containerd's socket came back",
+        first_ok_after - back
+    );
+    let late_failures: Vec<_> = log
+        .iter()
+        .filter(|o| o.sent > back + Duration::from_secs(1) && o.code != Code::Ok)
+        .collect();
+    assert!(late_failures.is_empty(), "{late_failures:?}");
+    let slowest = log.iter().max_by_key(|o| o.took).unwrap();
+    assert!(
+        slowest.took < Duration::from_secs(1),
+        "no call waits: {slowest:?}"
+    );
+    let gap_max = during_gap.iter().map(|o| o.took).max().unwrap();
+    println!(
+        "calls: {}; during the gap: {} (slowest {gap_max:?}); recovery {:?}",
+        log.len(),
+        during_gap.len(),
+        first_ok_after - back
+    );
+}
