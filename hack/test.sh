@@ -14,6 +14,7 @@ ensure_pkg htpasswd apache2-utils
 ensure_pkg protoc protobuf-compiler
 ensure_pkg busybox busybox-static
 ensure_pkg runc runc
+ensure_pkg systemd-socket-activate systemd
 # Ring 4's independent client: Python grpcio (gRPC C-core), pinned.
 python3 -m pip install -q --disable-pip-version-check -r "$root/integration/clients/requirements.txt"
 

@@ -52,7 +52,8 @@ impl RunningShim {
 pub async fn start(config: Config) -> anyhow::Result<RunningShim> {
     config.validate()?;
     let backends = BackendSet::from_config(&config.backends).context("backends")?;
-    let listener = socket::bind(&config.socket, &config.socket_group).await?;
+    let socket = socket::open(&config.socket, &config.socket_group).await?;
+    let (listener, owned) = (socket.listener, socket.owned);
     let pulls = Coordinator::new(PullOptions {
         permits: config.pull.permits(),
         cancel_abandoned: config.pull.cancel_abandoned,
@@ -66,9 +67,14 @@ pub async fn start(config: Config) -> anyhow::Result<RunningShim> {
     let serving = state.clone();
     let task = tokio::spawn(async move {
         server::serve(listener, serving, async move { drop(stopped.await) }, grace).await;
-        socket::remove(&path);
+        if owned {
+            socket::remove(&path);
+        }
     });
-    tracing::info!(socket = %config.socket.display(), "imageshim serving");
+    match owned {
+        true => tracing::info!(socket = %config.socket.display(), "imageshim serving"),
+        false => tracing::info!("imageshim serving the socket systemd passed (LISTEN_FDS)"),
+    }
     Ok(RunningShim {
         socket: config.socket,
         state,

@@ -1,0 +1,127 @@
+//! Ring 3 (issue 8): a restart under load with systemd socket activation loses no call.
+//! Debian's `systemd-socket-activate` creates and holds the listening socket, as systemd
+//! does for `imageshim.socket`; a shell loop under it plays systemd's restart (each
+//! generation gets the socket with `LISTEN_PID` set to its own pid). imageshim must
+//! serve the inherited socket, leave it in place when it stops, and every call made
+//! across the restart must succeed.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use imageshim::cri::{self, wire};
+use prost::Message;
+use support::raw::raw_call;
+use support::RealEnv;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_imageshim");
+const VERSION: &str = "/runtime.v1.RuntimeService/Version";
+
+fn wait_for_file(path: &Path) -> String {
+    for _ in 0..500 {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            if !text.trim().is_empty() {
+                return text.trim().to_string();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("{} never appeared", path.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_activated_restart_under_load_loses_no_call() {
+    let env = RealEnv::get();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("imageshim.sock");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "socket = {:?}\nshutdown_grace = \"5s\"\n{}",
+            socket.display().to_string(),
+            env.containerd_backend("")
+        ),
+    )
+    .unwrap();
+    // Two generations of imageshim under one holder of the socket.
+    let generation = format!(
+        "sh -c \"echo \\$\\$ > {dir}/pid.$g; export LISTEN_PID=\\$\\$; exec {BINARY} serve --config {config}\"",
+        dir = dir.path().display(),
+        config = config.display()
+    );
+    let script = format!("for g in 1 2; do {generation}; done");
+    let mut holder = Command::new("systemd-socket-activate")
+        .args(["-l", &socket.display().to_string(), "sh", "-c", &script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("systemd-socket-activate (Debian package systemd; hack/test.sh installs it)");
+    for _ in 0..500 {
+        if socket.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let framed = Bytes::from(wire::frame(&cri::VersionRequest::default().encode_to_vec()).to_vec());
+    // The first call starts generation 1 (systemd-socket-activate waits for a caller).
+    let first = tokio::time::timeout(
+        Duration::from_secs(10),
+        raw_call(&socket, VERSION, &[], framed.clone()),
+    )
+    .await
+    .expect("imageshim serves the socket systemd passed");
+    assert_eq!(first.status().0, "0", "{:?}", first.status());
+
+    let (stop, ok, failed) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let callers: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+            let (socket, framed) = (socket.clone(), framed.clone());
+            tokio::spawn(async move {
+                while !stop.load(SeqCst) {
+                    let (socket, framed) = (socket.clone(), framed.clone());
+                    let call =
+                        tokio::spawn(async move { raw_call(&socket, VERSION, &[], framed).await });
+                    match tokio::time::timeout(Duration::from_secs(10), call).await {
+                        Ok(Ok(answer)) if answer.status().0 == "0" => ok.fetch_add(1, SeqCst),
+                        _ => failed.fetch_add(1, SeqCst),
+                    };
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let first_pid = wait_for_file(&dir.path().join("pid.1"));
+    let before = ok.load(SeqCst);
+    Command::new("kill")
+        .args(["-TERM", &first_pid])
+        .status()
+        .unwrap();
+    let second_pid = wait_for_file(&dir.path().join("pid.2"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, SeqCst);
+    for caller in callers {
+        caller.await.unwrap();
+    }
+    let (ok, failed) = (ok.load(SeqCst), failed.load(SeqCst));
+    println!("calls across the restart: {ok} succeeded, {failed} failed ({before} before SIGTERM)");
+    assert!(socket.exists(), "the inherited socket was never unlinked");
+    assert_ne!(first_pid, second_pid);
+    assert!(ok > before, "the second generation served calls");
+    assert_eq!(failed, 0, "no call failed across the restart");
+    Command::new("kill")
+        .args(["-TERM", &second_pid])
+        .status()
+        .unwrap();
+    let _ = tokio::task::spawn_blocking(move || holder.wait()).await;
+}
