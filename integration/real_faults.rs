@@ -190,3 +190,100 @@ async fn containerd_killed_under_load_gives_prompt_unavailable_and_prompt_recove
         first_ok_after - back
     );
 }
+
+/// Writes containerd's hosts.toml saying `address` is a plain-HTTP registry.
+fn plain_http_registry(env: &support::RealEnv, address: &str) {
+    let dir = env
+        .containerd_config
+        .parent()
+        .unwrap()
+        .join("certs.d")
+        .join(address);
+    std::fs::create_dir_all(&dir).unwrap();
+    let hosts = format!(
+        "server = \"http://{address}\"\n[host.\"http://{address}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
+    );
+    std::fs::write(dir.join("hosts.toml"), hosts).unwrap();
+}
+
+fn pull_request(image: &str) -> cri::PullImageRequest {
+    cri::PullImageRequest {
+        image: Some(cri::ImageSpec {
+            image: image.into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_killed_mid_merged_pull_answers_every_waiter_and_the_next_pull_works() {
+    use support::stallproxy::StallProxy;
+    let env = support::RealEnv::get();
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let repo = format!("it/stalled-{run}");
+    support::oci::push_sized_image(&env.registry, &repo, "v1", 4 << 20);
+    let proxy = StallProxy::start(&env.registry, 0, true).await;
+    let address = proxy.address.clone();
+    plain_http_registry(&env, &address);
+    let shim = Shim::start(&env.containerd_backend("")).await;
+    let image = format!("{address}/{repo}:v1");
+    let deadline = Duration::from_secs(60);
+    let started = Instant::now();
+    let waiters: Vec<_> = (0..20)
+        .map(|_| {
+            let (client, image) = (shim.client.clone(), image.clone());
+            tokio::spawn(async move {
+                let answer = client
+                    .call_with_deadline::<_, cri::PullImageResponse>(
+                        paths::PULL_IMAGE,
+                        pull_request(&image),
+                        deadline,
+                    )
+                    .await;
+                (answer, started.elapsed())
+            })
+        })
+        .collect();
+    while proxy.blob_gets.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the pull reached the blob"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let port: u16 = address.rsplit(':').next().unwrap().parse().unwrap();
+    proxy.kill();
+    let killed = started.elapsed();
+    let mut messages = std::collections::HashSet::new();
+    let mut slowest = Duration::ZERO;
+    for waiter in waiters {
+        let (answer, at) = tokio::time::timeout(deadline, waiter)
+            .await
+            .expect("no waiter hangs")
+            .unwrap();
+        let status = answer.expect_err("the registry died mid-pull");
+        assert_ne!(
+            status.code(),
+            Code::DeadlineExceeded,
+            "answered before the deadline"
+        );
+        assert!(at < deadline, "{at:?}");
+        messages.insert((status.code(), status.message().to_string()));
+        slowest = slowest.max(at.saturating_sub(killed));
+    }
+    println!("20 waiters answered within {slowest:?} of the registry's death: {messages:?}");
+    assert_eq!(
+        messages.len(),
+        1,
+        "every waiter got the one backend error: {messages:?}"
+    );
+    let proxy = StallProxy::start(&env.registry, port, false).await;
+    let pulled = shim.client.pull(&image).await;
+    assert!(pulled.is_ok(), "the next pull works: {pulled:?}");
+    proxy.kill();
+}

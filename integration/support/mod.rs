@@ -8,6 +8,7 @@ pub mod frames;
 pub mod oci;
 pub mod pullfake;
 pub mod raw;
+pub mod stallproxy;
 
 use std::path::{Path, PathBuf};
 

@@ -189,3 +189,24 @@ pub fn push_busybox_image(registry: &str, repo: &str, tag: &str, cmd: &[&str]) -
     push_layout(&layout, registry, repo, &[tag], None);
     layout.manifest_digest
 }
+
+/// Pushes an image whose one layer holds `size` bytes unique to `repo` (large enough for
+/// a download to be caught part-way); returns the manifest digest.
+pub fn push_sized_image(registry: &str, repo: &str, tag: &str, size: usize) -> String {
+    let mut data = Vec::with_capacity(size);
+    let mut block = Sha256::digest(repo.as_bytes()).to_vec();
+    while data.len() < size {
+        block = Sha256::digest(&block).to_vec();
+        data.extend_from_slice(&block);
+    }
+    data.truncate(size);
+    let dir = tempfile::tempdir().unwrap();
+    let image = TestImage {
+        files: vec![("data", data)],
+        user: None,
+        cmd: Vec::new(),
+    };
+    let layout = write_layout(dir.path(), &image);
+    push_layout(&layout, registry, repo, &[tag], None);
+    layout.manifest_digest
+}

@@ -1,0 +1,114 @@
+//! A registry front for fault tests: an HTTP/1 proxy on 127.0.0.1 to a real registry
+//! that can stall blob downloads part-way (headers and the first bytes sent, then
+//! nothing) and can be killed — listener and every open connection at once — as a
+//! registry process dying mid-pull looks to containerd.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+
+type ProxyBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+pub struct StallProxy {
+    pub address: String,
+    /// Blob GETs seen so far.
+    pub blob_gets: Arc<AtomicUsize>,
+    tasks: JoinSet<()>,
+}
+
+/// Bytes of a blob sent before a stalled download stops.
+const SENT_BEFORE_STALL: usize = 64 * 1024;
+
+impl StallProxy {
+    /// Serves on `port` (0: any), stalling blob GETs when `stall`.
+    pub async fn start(upstream: &str, port: u16, stall: bool) -> StallProxy {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let blob_gets = Arc::new(AtomicUsize::new(0));
+        let stalling = Arc::new(AtomicBool::new(stall));
+        let (upstream, counter) = (upstream.to_string(), blob_gets.clone());
+        let mut tasks = JoinSet::new();
+        let mut connections = JoinSet::new();
+        tasks.spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (upstream, counter, stalling) =
+                    (upstream.clone(), counter.clone(), stalling.clone());
+                let service = hyper::service::service_fn(move |request| {
+                    let (upstream, counter, stalling) =
+                        (upstream.clone(), counter.clone(), stalling.clone());
+                    async move {
+                        Ok::<_, Infallible>(proxy(&upstream, request, &counter, &stalling).await)
+                    }
+                });
+                connections.spawn(async move {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        StallProxy {
+            address,
+            blob_gets,
+            tasks,
+        }
+    }
+
+    /// Closes the listener and every connection (their tasks are aborted).
+    pub fn kill(mut self) {
+        self.tasks.abort_all();
+    }
+}
+
+async fn proxy(
+    upstream: &str,
+    request: Request<Incoming>,
+    blob_gets: &AtomicUsize,
+    stalling: &AtomicBool,
+) -> Response<ProxyBody> {
+    let is_blob_get =
+        request.method() == http::Method::GET && request.uri().path().contains("/blobs/");
+    if is_blob_get {
+        blob_gets.fetch_add(1, SeqCst);
+    }
+    let (mut parts, body) = request.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    parts.uri = format!("http://{upstream}{}", parts.uri.path_and_query().unwrap())
+        .parse()
+        .unwrap();
+    parts
+        .headers
+        .insert(http::header::HOST, upstream.parse().unwrap());
+    let stream = TcpStream::connect(upstream).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let answer = sender
+        .send_request(Request::from_parts(parts, Full::new(body)))
+        .await
+        .unwrap();
+    let (parts, body) = answer.into_parts();
+    let bytes = body.collect().await.unwrap().to_bytes();
+    if is_blob_get && stalling.load(SeqCst) && bytes.len() > SENT_BEFORE_STALL {
+        let first = bytes.slice(..SENT_BEFORE_STALL);
+        let frames = futures_util::stream::iter([Ok(Frame::data(first))])
+            .chain(futures_util::stream::pending());
+        return Response::from_parts(parts, BodyExt::boxed(StreamBody::new(frames)));
+    }
+    let body = Full::new(bytes).map_err(|never: Infallible| match never {});
+    Response::from_parts(parts, BodyExt::boxed(body))
+}
