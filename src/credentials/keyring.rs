@@ -57,14 +57,24 @@ impl Keyring {
             path: origin.to_path_buf(),
             reason,
         };
-        let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        // serde's messages can quote values (a password in the wrong place): say only
+        // where and what kind of error.
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+            invalid(format!(
+                "{:?} JSON error at line {} column {}",
+                e.classify(),
+                e.line(),
+                e.column()
+            ))
+        })?;
         let auths = match value.get("auths") {
             Some(auths) => auths.clone(),
             None => value,
         };
         let entries: BTreeMap<String, DockerConfigEntry> =
-            serde_json::from_value(auths).map_err(|e| invalid(format!("auths: {e}")))?;
+            serde_json::from_value(auths).map_err(|_| {
+                invalid("auths: every entry must be an object of string fields (auth, username, password, identitytoken); values not shown".into())
+            })?;
         let mut keyring = Keyring::default();
         for (key, entry) in entries {
             let credential = entry
@@ -118,20 +128,33 @@ impl DockerConfigEntry {
 }
 
 /// The keyrings of a list of files, re-read whenever a file's modification time or
-/// size changes. Missing files contribute nothing.
+/// size changes. A missing file contributes nothing; a file that cannot be read or
+/// parsed (corrupt, half-written) keeps contributing what it held before, with a
+/// warning naming it.
 pub struct FileKeyring {
     paths: Vec<PathBuf>,
-    loaded: Mutex<(Vec<FileStamp>, Keyring)>,
+    loaded: Mutex<Loaded>,
 }
 
 /// Modification time and size of a file (`None` when it is missing).
 type FileStamp = Option<(SystemTime, u64)>;
 
+#[derive(Default)]
+struct Loaded {
+    /// Per path: the stamp last looked at and the keyring last read successfully.
+    files: Vec<(Option<FileStamp>, Keyring)>,
+    merged: Keyring,
+}
+
 impl FileKeyring {
     pub fn new(paths: Vec<PathBuf>) -> FileKeyring {
+        let files = vec![(None, Keyring::default()); paths.len()];
         FileKeyring {
             paths,
-            loaded: Mutex::new((Vec::new(), Keyring::default())),
+            loaded: Mutex::new(Loaded {
+                files,
+                merged: Keyring::default(),
+            }),
         }
     }
 
@@ -141,19 +164,31 @@ impl FileKeyring {
     }
 
     pub fn lookup(&self, image: &str) -> Vec<RegistryCredential> {
-        let stamps: Vec<_> = self.paths.iter().map(|p| stamp(p)).collect();
         let mut loaded = self.loaded.lock();
-        if loaded.0 != stamps {
-            let mut keyring = Keyring::default();
-            for path in &self.paths {
-                match read_keyring(path) {
-                    Ok(found) => keyring.extend(found),
-                    Err(err) => tracing::warn!(error = %err, "ignoring unreadable docker config"),
-                }
+        let mut changed = false;
+        for (path, (seen, keyring)) in self.paths.iter().zip(loaded.files.iter_mut()) {
+            let now = Some(stamp(path));
+            if *seen == now {
+                continue;
             }
-            *loaded = (stamps, keyring);
+            *seen = now;
+            changed = true;
+            match read_keyring(path) {
+                Ok(found) => *keyring = found,
+                Err(err) => tracing::warn!(
+                    error = %err,
+                    "docker config unreadable; its previous credentials stay in force"
+                ),
+            }
         }
-        loaded.1.lookup(image)
+        if changed {
+            let mut merged = Keyring::default();
+            for (_, keyring) in &loaded.files {
+                merged.extend(keyring.clone());
+            }
+            loaded.merged = merged;
+        }
+        loaded.merged.lookup(image)
     }
 }
 

@@ -368,4 +368,18 @@ async fn docker_config_files_are_re_read_when_they_change() {
         keyring.lookup("r.example.com/app"),
         vec![credential("u2", "p2")]
     );
+    // Half-written, then corrupt: the last good credentials stay in force.
+    for broken in [r#"{"auths": {"r.example.com": {"user"#, "\0\0garbage"] {
+        std::fs::write(&path, broken).unwrap();
+        assert_eq!(
+            keyring.lookup("r.example.com/app"),
+            vec![credential("u2", "p2")],
+            "{broken}"
+        );
+    }
+    std::fs::remove_file(&path).unwrap();
+    assert!(
+        keyring.lookup("r.example.com/app").is_empty(),
+        "a removed file counts no more"
+    );
 }
