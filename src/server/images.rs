@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use prost::Message;
 use tonic::body::Body;
 
@@ -28,16 +28,7 @@ impl UnaryCall {
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let (parts, body) = request.into_parts();
-        let limited = Limited::new(body, wire::MAX_MESSAGE_BYTES + 5);
-        let framed = match limited.collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(err) if err.is::<http_body_util::LengthLimitError>() => {
-                return Err(CallError::Wire(wire::WireError::TooLarge(
-                    wire::MAX_MESSAGE_BYTES + 1,
-                )))
-            }
-            Err(err) => return Err(CallError::Body(err.to_string())),
-        };
+        let framed = read_limited(body).await?;
         Ok(UnaryCall { parts, framed })
     }
 
@@ -49,6 +40,36 @@ impl UnaryCall {
     pub fn to_request(&self) -> Request<Body> {
         rebuild_request(&self.parts, self.framed.clone())
     }
+}
+
+/// Reads a unary request body up to the message limit; a message whose declared length
+/// is over the limit is refused as soon as its 5-byte prefix arrives, so an oversized
+/// request is never buffered.
+async fn read_limited<B>(body: B) -> Result<Bytes, CallError>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let limit = wire::MAX_MESSAGE_BYTES + 5;
+    let mut body = std::pin::pin!(body);
+    let mut framed = bytes::BytesMut::new();
+    while let Some(frame) = body.as_mut().frame().await {
+        let frame = frame.map_err(|err| CallError::Body(err.to_string()))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        framed.extend_from_slice(&data);
+        let declared = framed
+            .get(1..5)
+            .map(|len| u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize);
+        if framed.len() > limit || declared.is_some_and(|len| len > wire::MAX_MESSAGE_BYTES) {
+            let size = declared
+                .unwrap_or(framed.len())
+                .max(wire::MAX_MESSAGE_BYTES + 1);
+            return Err(CallError::Wire(wire::WireError::TooLarge(size)));
+        }
+    }
+    Ok(framed.freeze())
 }
 
 /// Serves an intercepted call (ImageFsInfo goes to the default backend as it is).

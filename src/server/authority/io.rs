@@ -11,12 +11,16 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::{AuthorityFilter, MAX_FRAME_PAYLOAD};
 
+/// Output held back between reads above this is given back to the allocator once
+/// drained, so an idle connection keeps no buffer.
+const KEPT_CAPACITY: usize = MAX_FRAME_PAYLOAD;
+
 /// A connection whose reads go through an [`AuthorityFilter`]; writes pass as they are.
 pub struct AuthorityFixingStream<S> {
     inner: S,
     filter: AuthorityFilter,
+    /// Filtered bytes not yet handed to the reader.
     out: BytesMut,
-    scratch: Box<[u8]>,
     eof: bool,
 }
 
@@ -26,7 +30,6 @@ impl<S> AuthorityFixingStream<S> {
             inner,
             filter: AuthorityFilter::default(),
             out: BytesMut::new(),
-            scratch: vec![0; MAX_FRAME_PAYLOAD].into_boxed_slice(),
             eof: false,
         }
     }
@@ -44,6 +47,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for AuthorityFixingStream<S> {
                 let n = this.out.len().min(buf.remaining());
                 buf.put_slice(&this.out[..n]);
                 this.out.advance(n);
+                if this.out.is_empty() && this.out.capacity() > KEPT_CAPACITY {
+                    this.out = BytesMut::new();
+                }
                 return Poll::Ready(Ok(()));
             }
             if this.eof {
@@ -52,13 +58,16 @@ impl<S: AsyncRead + Unpin> AsyncRead for AuthorityFixingStream<S> {
             if this.filter.is_raw() {
                 return Pin::new(&mut this.inner).poll_read(cx, buf);
             }
-            let mut scratch = ReadBuf::new(&mut this.scratch);
-            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut scratch))?;
-            if scratch.filled().is_empty() {
+            // Read straight into the reader's buffer (no buffer of our own per
+            // connection), then put back what the filter makes of those bytes.
+            let before = buf.filled().len();
+            ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+            if buf.filled().len() == before {
                 this.eof = true;
                 this.filter.finish(&mut this.out);
             } else {
-                this.filter.feed(scratch.filled(), &mut this.out);
+                this.filter.feed(&buf.filled()[before..], &mut this.out);
+                buf.set_filled(before);
             }
         }
     }

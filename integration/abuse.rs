@@ -1,0 +1,187 @@
+//! Hostile clients (issue 8): 1,000 idle connections, a connection that opens streams
+//! and never sends their bodies, a 17 MiB message, a client that resets mid-stream.
+//! The real binary, in front of a fake backend, must keep answering a well-behaved
+//! caller promptly and stay within its memory bar (RSS ≤ 50 MiB).
+
+mod support;
+
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use imageshim::cri::{self, paths, wire};
+use loona_hpack::Encoder;
+use support::fake::{handler, reply, FakeBackend};
+use support::raw::raw_call;
+use support::CriClient;
+use tokio::io::AsyncWriteExt;
+use tokio::net::UnixStream;
+use tonic::Code;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_imageshim");
+const VERSION: &str = "/runtime.v1.RuntimeService/Version";
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut out = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+    out.extend_from_slice(&[kind, flags]);
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+fn raise_fd_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit on this process with a valid struct.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        limit.rlim_cur = limit.rlim_max.min(8192);
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+struct Serving(Child);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(dir: &Path, backend: &Path) -> (Serving, std::path::PathBuf) {
+    let socket = dir.join("imageshim.sock");
+    let config = dir.join("config.toml");
+    let text = format!(
+        "socket = {:?}\n{}",
+        socket.display().to_string(),
+        support::backend_toml("fake", "containerd", backend, true, &[], "")
+    );
+    std::fs::write(&config, text).unwrap();
+    let child = Command::new(BINARY)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while StdUnixStream::connect(&socket).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "imageshim serves"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    (Serving(child), socket)
+}
+
+/// A well-behaved caller is answered within `limit`.
+async fn answered_promptly(client: &CriClient, limit: Duration) {
+    let started = Instant::now();
+    let answer = tokio::time::timeout(
+        limit,
+        client.call::<_, cri::VersionResponse>(VERSION, cri::VersionRequest::default()),
+    )
+    .await;
+    assert!(
+        matches!(answer, Ok(Ok(_))),
+        "{answer:?} after {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_clients_neither_wedge_imageshim_nor_grow_it() {
+    raise_fd_limit();
+    let backend = FakeBackend::start(handler(|_| async {
+        reply(&cri::VersionResponse {
+            version: "fake".into(),
+            ..Default::default()
+        })
+    }))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (shim, socket) = serve(dir.path(), &backend.socket);
+    let pid = shim.0.id();
+    let client = CriClient::new(&socket);
+    answered_promptly(&client, Duration::from_secs(5)).await;
+    let idle_rss = rss_kib(pid);
+
+    // 1,000 idle connections.
+    let mut idle = Vec::new();
+    for _ in 0..1000 {
+        idle.push(UnixStream::connect(&socket).await.unwrap());
+    }
+    answered_promptly(&client, Duration::from_secs(2)).await;
+    println!("after 1,000 idle connections: {} KiB", rss_kib(pid));
+
+    // Streams opened and never finished: 200 HEADERS without bodies, on intercepted
+    // and forwarded paths.
+    let mut stuck = UnixStream::connect(&socket).await.unwrap();
+    let mut encoder = Encoder::new();
+    let mut bytes = PREFACE.to_vec();
+    bytes.extend(frame(0x4, 0, 0, &[]));
+    for i in 0..200u32 {
+        let path = if i % 2 == 0 {
+            paths::PULL_IMAGE
+        } else {
+            VERSION
+        };
+        let headers: [(&[u8], &[u8]); 5] = [
+            (b":method", b"POST"),
+            (b":scheme", b"http"),
+            (b":path", path.as_bytes()),
+            (b":authority", b"localhost"),
+            (b"content-type", b"application/grpc"),
+        ];
+        bytes.extend(frame(0x1, 0x4, 1 + 2 * i, &encoder.encode(headers)));
+    }
+    stuck.write_all(&bytes).await.unwrap();
+    answered_promptly(&client, Duration::from_secs(2)).await;
+    println!("after 200 stuck streams: {} KiB", rss_kib(pid));
+
+    // A 17 MiB message on an intercepted path: refused, nothing else disturbed.
+    let oversized = wire::frame(&vec![0u8; 17 << 20]);
+    let refused = raw_call(&socket, paths::PULL_IMAGE, &[], oversized).await;
+    let code = (Code::ResourceExhausted as i32).to_string();
+    assert_eq!(refused.status().0, code, "{:?}", refused.status());
+    println!("after a 17 MiB message: {} KiB", rss_kib(pid));
+    answered_promptly(&client, Duration::from_secs(2)).await;
+
+    // Clients that reset mid-stream, many times over.
+    for _ in 0..200 {
+        let mut resetting = UnixStream::connect(&socket).await.unwrap();
+        let mut encoder = Encoder::new();
+        let mut bytes = PREFACE.to_vec();
+        bytes.extend(frame(0x4, 0, 0, &[]));
+        let headers: [(&[u8], &[u8]); 4] = [
+            (b":method", b"POST"),
+            (b":scheme", b"http"),
+            (b":path", paths::PULL_IMAGE.as_bytes()),
+            (b":authority", b"localhost"),
+        ];
+        bytes.extend(frame(0x1, 0x4, 1, &encoder.encode(headers)));
+        bytes.extend(frame(0x0, 0, 1, &[0, 0, 0, 1, 0, 10]));
+        bytes.extend(frame(0x3, 0, 1, &8u32.to_be_bytes())); // RST_STREAM CANCEL
+        resetting.write_all(&bytes).await.unwrap();
+        drop(resetting);
+    }
+    answered_promptly(&client, Duration::from_secs(2)).await;
+
+    let loaded_rss = rss_kib(pid);
+    println!("imageshim RSS: {idle_rss} KiB idle, {loaded_rss} KiB with 1,000 idle connections, 200 stuck streams, a 17 MiB message and 200 resets");
+    assert!(
+        loaded_rss < 50 * 1024,
+        "RSS {loaded_rss} KiB is over the 50 MiB bar"
+    );
+    drop((idle, stuck));
+}
