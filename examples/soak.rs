@@ -1,0 +1,221 @@
+//! Long mixed load against a running imageshim in front of a real containerd and
+//! registries (started by hack/soak): merged and distinct pulls, failing pulls,
+//! credentialed pulls through a plugin, ImageStatus/ListImages, RuntimeService calls.
+//! Samples imageshim's RSS, open fds and threads every 10 s; exits 1 on any unexpected
+//! answer or on growth after warm-up.
+//!   soak SHIM_SOCKET REGISTRY AUTH_REGISTRY SHIM_PID MINUTES
+
+#[allow(dead_code)]
+#[path = "../integration/support/client.rs"]
+mod client;
+#[allow(dead_code)]
+#[path = "../integration/support/oci.rs"]
+mod oci;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use client::CriClient;
+use imageshim::cri::{self, paths};
+use tonic::Code;
+
+const IMAGES: usize = 8;
+
+#[derive(Default)]
+struct Tally {
+    calls: AtomicU64,
+    unexpected: AtomicU64,
+}
+
+impl Tally {
+    fn record(&self, what: &str, ok: bool, detail: impl FnOnce() -> String) {
+        self.calls.fetch_add(1, Relaxed);
+        if !ok {
+            self.unexpected.fetch_add(1, Relaxed);
+            eprintln!("UNEXPECTED {what}: {}", detail());
+        }
+    }
+}
+
+fn spec(image: &str) -> Option<cri::ImageSpec> {
+    Some(cri::ImageSpec {
+        image: image.into(),
+        ..Default::default()
+    })
+}
+
+async fn remove(client: &CriClient, image: &str) {
+    let request = cri::RemoveImageRequest { image: spec(image) };
+    let _: Result<cri::RemoveImageResponse, _> = client.call(paths::REMOVE_IMAGE, request).await;
+}
+
+/// One kind of load, repeated until `stop`.
+async fn worker(
+    kind: usize,
+    client: CriClient,
+    images: Arc<Vec<String>>,
+    stop: Arc<AtomicBool>,
+    tally: Arc<Tally>,
+) {
+    let mut round = 0usize;
+    while !stop.load(Relaxed) {
+        round += 1;
+        let image = &images[round % IMAGES];
+        match kind {
+            0 => {
+                // 20 merged callers, then the image goes so the next round pulls again.
+                let results = client.pull_concurrently(image, 20).await;
+                let ok = results.iter().all(|r| r.is_ok());
+                tally.record("merged pull", ok, || format!("{results:?}"));
+                remove(&client, image).await;
+            }
+            1 => {
+                let result = client.pull(&images[(round + 3) % IMAGES]).await;
+                tally.record("distinct pull", result.is_ok(), || format!("{result:?}"));
+            }
+            2 => {
+                let missing = format!("{}-missing:{round}", images[0].rsplit_once(':').unwrap().0);
+                let result = client.pull(&missing).await;
+                let ok = matches!(&result, Err(s) if s.code() == Code::NotFound);
+                tally.record("failing pull", ok, || format!("{result:?}"));
+            }
+            3 => {
+                let private = &images[IMAGES];
+                let result = client.pull(private).await;
+                tally.record("plugin-credentialed pull", result.is_ok(), || {
+                    format!("{result:?}")
+                });
+                remove(&client, private).await;
+            }
+            4 => {
+                let request = cri::ImageStatusRequest {
+                    image: spec(image),
+                    verbose: false,
+                };
+                let status: Result<cri::ImageStatusResponse, _> =
+                    client.call(paths::IMAGE_STATUS, request).await;
+                tally.record("ImageStatus", status.is_ok(), || format!("{status:?}"));
+                let list: Result<cri::ListImagesResponse, _> = client
+                    .call(paths::LIST_IMAGES, cri::ListImagesRequest::default())
+                    .await;
+                tally.record("ListImages", list.is_ok(), || format!("{list:?}"));
+            }
+            _ => {
+                let version: Result<cri::VersionResponse, _> = client
+                    .call(
+                        "/runtime.v1.RuntimeService/Version",
+                        cri::VersionRequest::default(),
+                    )
+                    .await;
+                tally.record("Version", version.is_ok(), || format!("{version:?}"));
+                let fs: Result<cri::ImageFsInfoResponse, _> = client
+                    .call(paths::IMAGE_FS_INFO, cri::ImageFsInfoRequest::default())
+                    .await;
+                tally.record("ImageFsInfo", fs.is_ok(), || format!("{fs:?}"));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// RSS KiB, open fds, threads of `pid`.
+fn sample(pid: &str) -> (u64, usize, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("imageshim runs");
+    let field = |name: &str| -> u64 {
+        let line = status.lines().find(|l| l.starts_with(name)).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    (field("VmRSS:"), fds, field("Threads:"))
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, socket, registry, auth_registry, pid, minutes] = &args[..] else {
+        panic!("usage: soak SHIM_SOCKET REGISTRY AUTH_REGISTRY SHIM_PID MINUTES");
+    };
+    let minutes: f64 = minutes.parse().expect("MINUTES");
+    let run = std::process::id();
+    let mut images: Vec<String> = (0..IMAGES)
+        .map(|i| {
+            let repo = format!("soak/image-{run}-{i}");
+            oci::build_and_push(registry, &repo, &["v1"], None, None);
+            format!("{registry}/{repo}:v1")
+        })
+        .collect();
+    let private = format!("soak/private-{run}");
+    let password = std::env::var("SOAK_AUTH_PASSWORD").expect("SOAK_AUTH_PASSWORD");
+    oci::build_and_push(
+        auth_registry,
+        &private,
+        &["v1"],
+        None,
+        Some(("soak", &password)),
+    );
+    images.push(format!("{auth_registry}/{private}:v1"));
+    let images = Arc::new(images);
+    let (stop, tally) = (Arc::new(AtomicBool::new(false)), Arc::new(Tally::default()));
+    let client = CriClient::new(std::path::Path::new(socket));
+    let workers: Vec<_> = (0..6)
+        .map(|kind| {
+            tokio::spawn(worker(
+                kind,
+                client.clone(),
+                images.clone(),
+                stop.clone(),
+                tally.clone(),
+            ))
+        })
+        .collect();
+    let started = Instant::now();
+    let deadline = Duration::from_secs_f64(minutes * 60.0);
+    let mut samples = Vec::new();
+    while started.elapsed() < deadline {
+        tokio::time::sleep(Duration::from_secs(10).min(deadline.saturating_sub(started.elapsed())))
+            .await;
+        let (rss, fds, threads) = sample(pid);
+        println!(
+            "t={:>5.0}s calls={:>7} unexpected={} rss={rss} KiB fds={fds} threads={threads}",
+            started.elapsed().as_secs_f64(),
+            tally.calls.load(Relaxed),
+            tally.unexpected.load(Relaxed)
+        );
+        samples.push((rss, fds, threads));
+    }
+    stop.store(true, Relaxed);
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    std::process::exit(verdict(&samples, &tally));
+}
+
+/// 0 when nothing unexpected happened and nothing grew after the first 30 s.
+fn verdict(samples: &[(u64, usize, u64)], tally: &Tally) -> i32 {
+    let warm = samples
+        .iter()
+        .take(3)
+        .fold((0, 0, 0), |m, s| (m.0.max(s.0), m.1.max(s.1), m.2.max(s.2)));
+    let last = *samples.last().expect("at least one sample");
+    let grew = last.0 > warm.0 + warm.0 / 4 + 2048 || last.1 > warm.1 + 16 || last.2 > warm.2 + 4;
+    let unexpected = tally.unexpected.load(Relaxed);
+    println!(
+        "soak: {} calls, {unexpected} unexpected; after warm-up rss {} → {} KiB, fds {} → {}, threads {} → {}",
+        tally.calls.load(Relaxed), warm.0, last.0, warm.1, last.1, warm.2, last.2
+    );
+    if unexpected > 0 || grew {
+        println!(
+            "soak FAILED: {}",
+            if grew {
+                "growth after warm-up"
+            } else {
+                "unexpected answers"
+            }
+        );
+        return 1;
+    }
+    0
+}
