@@ -55,3 +55,6 @@ passed=$(grep -oE '^test result: .* ([0-9]+) passed' "$work/test.log" | grep -oE
 failed=$(grep -oE '[0-9]+ failed;' "$work/test.log" | awk '{s+=$1} END {print s+0}')
 [ "$passed" -gt 0 ] || { echo "no test ran" >&2; exit 1; }
 echo "tests: $passed passed, $failed failed"
+[ "$failed" -eq 0 ] || exit 1
+echo "== soak (2 minutes, debug build; hack/soak 30 for the README figures)"
+IMAGESHIM_SOAK_PROFILE=debug "$here/soak" 2

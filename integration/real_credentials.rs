@@ -446,3 +446,55 @@ async fn faulty_plugins_fail_clearly_leave_nothing_behind_and_the_pull_goes_on()
     assert!(!logs.contains(MARKER), "plugin output reached the logs");
     assert_no_secret_logged(&env);
 }
+
+#[tokio::test]
+async fn a_corrupt_config_json_keeps_the_previous_credentials_with_a_warning() {
+    let env = RealEnv::get();
+    let image = push_private(&env, "private/corrupt-config");
+    let dir = tempfile::tempdir().unwrap();
+    let config_json = dir.path().join("corrupt-test-config.json");
+    write_docker_config(
+        &config_json,
+        &[(
+            env.auth_registry.clone(),
+            &env.auth_user,
+            &env.auth_password,
+        )],
+    );
+    let extra = format!(
+        "[credentials]\ndocker_config = [{:?}]\n",
+        config_json.display().to_string()
+    );
+    let shim = shim_with(&env, &extra).await;
+    assert!(shim.client.pull(&image).await.is_ok());
+    // Half-written, as an editor or a config-management run leaves it mid-save.
+    let whole = std::fs::read_to_string(&config_json).unwrap();
+    std::fs::write(&config_json, &whole[..whole.len() / 2]).unwrap();
+    let request = cri::RemoveImageRequest {
+        image: Some(cri::ImageSpec {
+            image: image.clone(),
+            ..Default::default()
+        }),
+    };
+    let _: cri::RemoveImageResponse = shim
+        .client
+        .call(paths::REMOVE_IMAGE, request)
+        .await
+        .unwrap();
+    let pulled = shim.client.pull(&image).await;
+    assert!(
+        pulled.is_ok(),
+        "the previous credentials stay in force: {pulled:?}"
+    );
+    let logs = captured_logs();
+    let logs = String::from_utf8_lossy(&logs.lock().unwrap()).to_string();
+    let warning = logs
+        .lines()
+        .find(|l| l.contains("WARN") && l.contains("corrupt-test-config.json"))
+        .unwrap_or_else(|| panic!("a warning names the file"));
+    assert!(
+        warning.contains("previous credentials stay in force"),
+        "{warning}"
+    );
+    assert_no_secret_logged(&env);
+}
