@@ -1,5 +1,10 @@
 //! The kubelet's credential matching: schemeless URLs, per-label globs, equal ports and
-//! path prefixes, and the Docker Hub fallback. Pure functions.
+//! path prefixes, and the Docker Hub fallback. Pure functions. Ported from the kubelet's
+//! `pkg/credentialprovider/keyring.go` (`URLsMatch`, `ParseSchemelessURL`) and
+//! `config.go` (Docker Hub handling); each host label is matched with Go's
+//! `filepath.Match` (`glob.rs`).
+
+use super::glob::go_match;
 
 /// A registry URL without its scheme: host (with port) and path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,17 +80,7 @@ pub fn url_matches(glob: &str, target: &str) -> bool {
         && glob_labels
             .iter()
             .zip(&target_labels)
-            .all(|(g, t)| label_matches(g.as_bytes(), t.as_bytes()))
-}
-
-/// Shell-style glob on one host label: `*` any run of characters, `?` one character.
-fn label_matches(glob: &[u8], label: &[u8]) -> bool {
-    match glob.split_first() {
-        None => label.is_empty(),
-        Some((b'*', rest)) => (0..=label.len()).any(|skip| label_matches(rest, &label[skip..])),
-        Some((b'?', rest)) => !label.is_empty() && label_matches(rest, &label[1..]),
-        Some((c, rest)) => label.first() == Some(c) && label_matches(rest, &label[1..]),
-    }
+            .all(|(g, t)| go_match(g, t))
 }
 
 /// Docker Hub's key in a keyring.

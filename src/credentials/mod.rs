@@ -5,6 +5,7 @@
 
 pub mod duration;
 pub mod exec;
+mod glob;
 pub mod keyring;
 pub mod matching;
 pub mod plugin;

@@ -383,3 +383,24 @@ async fn docker_config_files_are_re_read_when_they_change() {
         "a removed file counts no more"
     );
 }
+
+#[test]
+fn host_labels_take_go_character_classes() {
+    use super::matching::url_matches;
+    assert!(url_matches(
+        "registry-[a-c].example.com",
+        "registry-b.example.com"
+    ));
+    assert!(!url_matches(
+        "registry-[a-c].example.com",
+        "registry-d.example.com"
+    ));
+    assert!(url_matches(
+        "registry-[^a-c].example.com",
+        "registry-d.example.com"
+    ));
+    assert!(!url_matches(
+        "registry-[a-.example.com",
+        "registry-a.example.com"
+    ));
+}
