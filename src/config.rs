@@ -6,8 +6,9 @@ use serde::{Deserialize, Deserializer};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::backend::endpoint::unix_socket_path;
+use crate::backend::handler::validate_handler;
 use crate::credentials::{CredentialSources, Resolver};
-use crate::reference::validate_handler;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -273,17 +274,6 @@ fn validate_credentials(credentials: &CredentialsConfig, problems: &mut Vec<Stri
     for problem in Resolver::check(&credentials.sources()) {
         problems.push(format!("credentials: {problem}"));
     }
-}
-
-/// The filesystem path of a `unix://` endpoint.
-pub fn unix_socket_path(endpoint: &str) -> Result<PathBuf, String> {
-    let path = endpoint
-        .strip_prefix("unix://")
-        .ok_or_else(|| format!("{endpoint:?} must be a unix:///absolute/path endpoint"))?;
-    if !path.starts_with('/') {
-        return Err(format!("{endpoint:?} must name an absolute socket path"));
-    }
-    Ok(PathBuf::from(path))
 }
 
 #[cfg(test)]

@@ -1,6 +1,44 @@
 //! imageshim: a CRI image-service shim. It forwards every CRI call to the container
 //! runtime verbatim and intercepts the ImageService calls to key images by
-//! (reference, runtime handler) and route them to the right backend.
+//! (reference, runtime handler), merge and cap pulls, inject registry credentials and
+//! route each handler to the runtime that serves it.
+//!
+//! # Map
+//!
+//! - [`cli`], [`config`], [`app`]: arguments, the validated `config.toml`, and the
+//!   wiring that builds everything, serves and shuts down.
+//! - [`server`]: the CRI front door on the unix socket. `socket` (its life, systemd
+//!   activation), `authority` (lets every `:authority` the runtimes accept reach h2),
+//!   `call` (buffering one unary call), `images` (the intercepted methods, one table),
+//!   `pull_image` (PullImage glue to the coordinator), `forward` (verbatim HTTP/2 to a
+//!   backend), `answer` (the frame shapes of every answer imageshim builds) and
+//!   `status` (the one place errors become gRPC statuses).
+//! - [`cri`]: the small CRI wire views and wire edits; [`reference`](mod@reference): the distribution
+//!   grammar and image keys.
+//! - [`backend`]: backends, handler routing and discovery, lazily connected channels.
+//! - [`pull`]: the coordinator — merge table, FIFO cap, waiters, supervised pull tasks,
+//!   backoff, stats. Knows pulls as futures, nothing of wire or credential formats.
+//! - [`credentials`]: docker config files, credential-provider plugins and their cache,
+//!   the kubelet's matching rules; resolves the candidates for an image.
+//! - [`telemetry`]: logging setup.
+//!
+//! # One PullImage, from socket to backend
+//!
+//! 1. `server::serve` accepts the connection; hyper's HTTP/2 reads it through
+//!    `server::authority`. `server::dispatch` finds `/runtime.v1.ImageService/PullImage`
+//!    in `images::Intercepted` and reads the call whole (`call::UnaryCall`).
+//! 2. `images::pull_image` decodes a view (`cri::PullImageRequest`), parses the
+//!    reference (`reference::Reference`) and routes the handler to a backend
+//!    (`backend::BackendSet::route`); an invalid one is answered `InvalidArgument` here.
+//! 3. `pull_image::pull_through_coordinator` keys the pull (normalised reference,
+//!    handler, backend, `cri::CredentialFingerprint`) and joins or starts it in
+//!    `pull::Coordinator`, waiting with the caller's own deadline.
+//! 4. The pull task waits for a cap permit, resolves credentials when the request has
+//!    none (`credentials::Resolver`), appends each candidate's `auth` on the wire
+//!    (`cri::wire`) and forwards the caller's bytes (`forward::forward`) until one pull
+//!    succeeds; the answer is read whole and shared with every waiter.
+//! 5. Each waiter's answer is re-emitted in a gRPC server's frame shape
+//!    (`answer::Answer`); errors of imageshim's own become statuses in `status`.
 
 pub mod app;
 pub mod backend;

@@ -1,3 +1,6 @@
+//! The `imageshim` binary: parses the command line and hands over to the library
+//! (`serve`, `check-config`); logic lives in `imageshim::app` and below.
+
 use std::process::ExitCode;
 
 use clap::Parser;

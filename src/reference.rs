@@ -249,28 +249,6 @@ fn parse_digest(digest: &str) -> Result<String, ReferenceError> {
     Ok(digest.to_string())
 }
 
-/// Validates a runtime handler name: a DNS-1123 label.
-pub fn validate_handler(handler: &str) -> Result<(), HandlerError> {
-    let bytes = handler.as_bytes();
-    let inner = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-';
-    let ends = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    let ok = !bytes.is_empty()
-        && bytes.len() <= 63
-        && ends(bytes[0])
-        && ends(bytes[bytes.len() - 1])
-        && bytes.iter().all(inner);
-    if ok {
-        Ok(())
-    } else {
-        Err(HandlerError(handler.to_string()))
-    }
-}
-
-/// A runtime handler that is not a DNS-1123 label.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("runtime handler {0:?} must be a DNS-1123 label (at most 63 characters of [a-z0-9-], starting and ending with a letter or digit)")]
-pub struct HandlerError(pub String);
-
 #[cfg(test)]
 #[path = "reference_tests.rs"]
 mod tests;

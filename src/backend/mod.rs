@@ -3,14 +3,17 @@
 
 mod channel;
 pub mod discovery;
+pub mod endpoint;
+pub mod handler;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use tonic::transport::Channel;
 
-use crate::config::{unix_socket_path, BackendConfig, BackendKind};
-use crate::reference::{validate_handler, HandlerError};
+use crate::config::{BackendConfig, BackendKind};
+use endpoint::unix_socket_path;
+use handler::{validate_handler, HandlerError};
 
 /// One container runtime imageshim forwards to.
 #[derive(Debug)]

@@ -14,7 +14,7 @@ use tokio::process::Command;
 
 use super::duration::parse_go_duration;
 use super::keyring::Keyring;
-use super::provider::PluginSpec;
+use super::provider_config::PluginSpec;
 use super::RegistryCredential;
 
 pub const STDOUT_LIMIT: u64 = 1024 * 1024;

@@ -8,8 +8,8 @@ pub mod exec;
 mod glob;
 pub mod keyring;
 pub mod matching;
-pub mod plugin;
 pub mod provider;
+pub mod provider_config;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use crate::cri::AuthConfig;
 use keyring::FileKeyring;
-use plugin::Provider;
+use provider::Provider;
 
 /// One username/password (or identity token) for a registry.
 #[derive(Clone, PartialEq, Eq, Default)]
@@ -84,7 +84,7 @@ impl Resolver {
     /// Loads the provider config (refusing what the kubelet would refuse).
     pub fn new(sources: &CredentialSources) -> Result<Resolver, CredentialsError> {
         let providers = match &sources.provider_config {
-            Some(path) => provider::load(path, &sources.provider_bin_dir)?
+            Some(path) => provider_config::load(path, &sources.provider_bin_dir)?
                 .into_iter()
                 .map(|spec| Provider::new(spec, sources.exec_timeout))
                 .collect(),
@@ -103,7 +103,7 @@ impl Resolver {
             .map(|e| e.to_string())
             .collect();
         if let Some(path) = &sources.provider_config {
-            if let Err(e) = provider::load(path, &sources.provider_bin_dir) {
+            if let Err(e) = provider_config::load(path, &sources.provider_bin_dir) {
                 problems.push(e.to_string());
             }
         }

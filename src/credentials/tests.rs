@@ -1,8 +1,8 @@
 use super::exec::{decode_response, run_plugin, PluginError};
 use super::keyring::Keyring;
 use super::matching::url_matches;
-use super::plugin::{cache_key, GLOBAL_CACHE_KEY};
-use super::provider::PluginSpec;
+use super::provider::{cache_key, GLOBAL_CACHE_KEY};
+use super::provider_config::PluginSpec;
 use super::*;
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
@@ -297,7 +297,9 @@ providers:
 "#,
     )
     .unwrap();
-    let err = provider::load(&config, &bin).unwrap_err().to_string();
+    let err = provider_config::load(&config, &bin)
+        .unwrap_err()
+        .to_string();
     for expected in [
         "providers[1] (\"not-executable\"): plugin binary",
         "providers[2] (\"missing\").matchImages",
@@ -309,7 +311,7 @@ providers:
         assert!(err.contains(expected), "missing {expected:?} in {err}");
     }
     std::fs::write(&config, "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n  - name: plugin\n    matchImages: [\"*.registry.io\"]\n    defaultCacheDuration: \"10m\"\n    apiVersion: credentialprovider.kubelet.k8s.io/v1\n").unwrap();
-    let loaded = provider::load(&config, &bin).unwrap();
+    let loaded = provider_config::load(&config, &bin).unwrap();
     assert_eq!(loaded[0].default_cache_duration, Duration::from_secs(600));
 }
 

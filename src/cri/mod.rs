@@ -42,9 +42,27 @@ impl AuthConfig {
     }
 }
 
+/// An opaque digest of a caller's credentials: what tells merged pulls apart, kept in
+/// memory only, never printed.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CredentialFingerprint(pub(crate) [u8; 32]);
+
+impl std::fmt::Debug for CredentialFingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CredentialFingerprint(<redacted>)")
+    }
+}
+
+impl CredentialFingerprint {
+    /// The fingerprint of a request's `auth` (none or empty: anonymous).
+    pub fn of(auth: Option<&AuthConfig>) -> Self {
+        CredentialFingerprint(credential_fingerprint(auth))
+    }
+}
+
 /// SHA-256 over a canonical encoding of the caller's credentials, or of "anonymous"
-/// when there are none. Kept in memory only; never printed.
-pub fn credential_fingerprint(auth: Option<&AuthConfig>) -> [u8; 32] {
+/// when there are none.
+fn credential_fingerprint(auth: Option<&AuthConfig>) -> [u8; 32] {
     use sha2::{Digest, Sha256};
     let mut hasher = Sha256::new();
     match auth.filter(|a| !a.is_empty()) {

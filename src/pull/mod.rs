@@ -9,7 +9,6 @@ mod flight;
 pub mod stats;
 
 use std::collections::HashMap;
-use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -22,15 +21,7 @@ use cap::Cap;
 use flight::{Flight, WaiterGuard};
 pub use stats::{PullStats, PullStatsSnapshot};
 
-/// An opaque digest of the caller's credentials (never printed).
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct CredentialFingerprint(pub [u8; 32]);
-
-impl fmt::Debug for CredentialFingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("CredentialFingerprint(<redacted>)")
-    }
-}
+use crate::cri::CredentialFingerprint;
 
 /// What makes two pulls the same pull.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

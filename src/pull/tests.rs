@@ -1,4 +1,5 @@
 use super::*;
+use crate::cri::CredentialFingerprint;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 

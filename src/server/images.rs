@@ -2,97 +2,57 @@
 //! validate, route by runtime handler, forward the caller's own bytes, and mark answers
 //! with the handler the request named. Policy lives elsewhere.
 
-use bytes::Bytes;
-use http::{Request, Response};
-use http_body_util::BodyExt;
+use http::Response;
 use prost::Message;
 use tonic::body::Body;
 
-use super::forward::{forward, rebuild_request, CollectedResponse};
+use super::call::UnaryCall;
+use super::forward::{forward, CollectedResponse};
 use super::status::CallError;
 use super::ServerState;
 use crate::backend::Backend;
 use crate::cri::{self, paths, wire, ImageSpec};
 use crate::reference::Reference;
 
-/// The caller's request, read whole: parts and the framed body bytes.
-pub struct UnaryCall {
-    pub parts: http::request::Parts,
-    pub framed: Bytes,
+/// The intercepted ImageService methods: the one list of what `handle` serves itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intercepted {
+    PullImage,
+    ImageStatus,
+    ListImages,
+    RemoveImage,
+    ImageFsInfo,
 }
 
-impl UnaryCall {
-    pub async fn read<B>(request: Request<B>) -> Result<Self, CallError>
-    where
-        B: http_body::Body<Data = Bytes>,
-        B::Error: std::error::Error + Send + Sync + 'static,
-    {
-        let (parts, body) = request.into_parts();
-        let framed = read_limited(body).await?;
-        Ok(UnaryCall { parts, framed })
+impl Intercepted {
+    /// The intercepted method at `path`, if any.
+    pub fn of(path: &str) -> Option<Intercepted> {
+        Some(match path {
+            paths::PULL_IMAGE => Intercepted::PullImage,
+            paths::IMAGE_STATUS => Intercepted::ImageStatus,
+            paths::LIST_IMAGES => Intercepted::ListImages,
+            paths::REMOVE_IMAGE => Intercepted::RemoveImage,
+            paths::IMAGE_FS_INFO => Intercepted::ImageFsInfo,
+            _ => return None,
+        })
     }
-
-    pub fn decode<M: Message + Default>(&self) -> Result<M, CallError> {
-        Ok(M::decode(wire::unframe(&self.framed)?)?)
-    }
-
-    /// The caller's request, byte for byte, ready to forward again.
-    pub fn to_request(&self) -> Request<Body> {
-        rebuild_request(&self.parts, self.framed.clone())
-    }
-}
-
-/// Reads a unary request body up to the message limit; a message whose declared length
-/// is over the limit is refused as soon as its 5-byte prefix arrives, so an oversized
-/// request is never buffered.
-async fn read_limited<B>(body: B) -> Result<Bytes, CallError>
-where
-    B: http_body::Body<Data = Bytes>,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
-    let limit = wire::MAX_MESSAGE_BYTES + 5;
-    let mut body = std::pin::pin!(body);
-    let mut framed = bytes::BytesMut::new();
-    while let Some(frame) = body.as_mut().frame().await {
-        let frame = frame.map_err(|err| CallError::Body(err.to_string()))?;
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        framed.extend_from_slice(&data);
-        let declared = framed
-            .get(1..5)
-            .map(|len| u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize);
-        if framed.len() > limit || declared.is_some_and(|len| len > wire::MAX_MESSAGE_BYTES) {
-            let size = declared
-                .unwrap_or(framed.len())
-                .max(wire::MAX_MESSAGE_BYTES + 1);
-            return Err(CallError::Wire(wire::WireError::TooLarge(size)));
-        }
-    }
-    Ok(framed.freeze())
 }
 
 /// Serves an intercepted call (ImageFsInfo goes to the default backend as it is).
-pub async fn handle(state: &ServerState, call: UnaryCall) -> Result<Response<Body>, CallError> {
-    match call.parts.uri.path() {
-        paths::PULL_IMAGE => pull_image(state, call).await,
-        paths::IMAGE_STATUS => image_status(state, call).await,
-        paths::LIST_IMAGES => list_images(state, call).await,
-        paths::REMOVE_IMAGE => remove_image(state, call).await,
-        _ => forward(state.backends.default_backend(), call.to_request()).await,
+pub async fn handle(
+    state: &ServerState,
+    method: Intercepted,
+    call: UnaryCall,
+) -> Result<Response<Body>, CallError> {
+    match method {
+        Intercepted::PullImage => pull_image(state, call).await,
+        Intercepted::ImageStatus => image_status(state, call).await,
+        Intercepted::ListImages => list_images(state, call).await,
+        Intercepted::RemoveImage => remove_image(state, call).await,
+        Intercepted::ImageFsInfo => {
+            forward(state.backends.default_backend(), call.to_request()).await
+        }
     }
-}
-
-/// True for the paths `handle` serves itself.
-pub fn is_intercepted(path: &str) -> bool {
-    matches!(
-        path,
-        paths::PULL_IMAGE
-            | paths::IMAGE_STATUS
-            | paths::LIST_IMAGES
-            | paths::REMOVE_IMAGE
-            | paths::IMAGE_FS_INFO
-    )
 }
 
 async fn pull_image(state: &ServerState, call: UnaryCall) -> Result<Response<Body>, CallError> {
@@ -106,7 +66,7 @@ async fn pull_image(state: &ServerState, call: UnaryCall) -> Result<Response<Bod
     let backend = state.backends.route(handler)?;
     tracing::debug!(image = %reference, handler, backend = %backend.name, "pull image");
     let backend = backend.clone();
-    super::pulls::pull_through_coordinator(state, &backend, &reference, &view, call).await
+    super::pull_image::pull_through_coordinator(state, &backend, &reference, &view, call).await
 }
 
 async fn image_status(state: &ServerState, call: UnaryCall) -> Result<Response<Body>, CallError> {

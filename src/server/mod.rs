@@ -3,9 +3,10 @@
 
 pub mod answer;
 pub mod authority;
+pub mod call;
 pub mod forward;
 pub mod images;
-pub mod pulls;
+pub mod pull_image;
 pub mod socket;
 pub mod status;
 
@@ -28,12 +29,12 @@ use status::CallError;
 /// What every call can reach.
 pub struct ServerState {
     pub backends: BackendSet,
-    pub pulls: pulls::Pulls,
+    pub pulls: pull_image::Pulls,
     credentials: parking_lot::RwLock<Arc<Resolver>>,
 }
 
 impl ServerState {
-    pub fn new(backends: BackendSet, pulls: pulls::Pulls, credentials: Resolver) -> Self {
+    pub fn new(backends: BackendSet, pulls: pull_image::Pulls, credentials: Resolver) -> Self {
         ServerState {
             backends,
             pulls,
@@ -55,9 +56,9 @@ impl ServerState {
 /// forwarded to the default backend untouched.
 pub async fn dispatch(state: Arc<ServerState>, request: Request<Incoming>) -> Response<Body> {
     let path = request.uri().path().to_string();
-    let result = if images::is_intercepted(&path) {
-        match images::UnaryCall::read(request).await {
-            Ok(call) => images::handle(&state, call).await,
+    let result = if let Some(method) = images::Intercepted::of(&path) {
+        match call::UnaryCall::read(request).await {
+            Ok(call) => images::handle(&state, method, call).await,
             Err(err) => Err(err),
         }
     } else {

@@ -13,15 +13,16 @@ use tonic::{Code, Status};
 
 use prost::Message;
 
+use super::call::UnaryCall;
 use super::forward::{forward, grpc_timeout, rebuild_request, CollectedResponse};
-use super::images::UnaryCall;
 use super::status::CallError;
 use super::ServerState;
 use crate::backend::Backend;
 use crate::credentials::{RegistryCredential, Resolver};
 use crate::cri::wire;
-use crate::cri::{self, PullImageRequest};
-use crate::pull::{Coordinator, CredentialFingerprint, PullKey, PullOutcome, WaitError};
+use crate::cri::CredentialFingerprint;
+use crate::cri::PullImageRequest;
+use crate::pull::{Coordinator, PullKey, PullOutcome, WaitError};
 use crate::reference::Reference;
 
 /// The shared outcome of one backend pull: its answer, or a shim-side failure.
@@ -68,7 +69,7 @@ pub async fn pull_through_coordinator(
         image: reference.key(),
         handler: view.runtime_handler().to_string(),
         backend: backend.name.clone(),
-        credentials: CredentialFingerprint(cri::credential_fingerprint(view.auth.as_ref())),
+        credentials: CredentialFingerprint::of(view.auth.as_ref()),
     };
     // A timeout too far out to be an Instant is no deadline at all.
     let deadline =
