@@ -44,6 +44,8 @@ export IMAGESHIM_TEST_REGISTRY="$registry"
 export IMAGESHIM_TEST_AUTH_REGISTRY="$auth_registry"
 export IMAGESHIM_TEST_AUTH_USER="imageshim"
 export IMAGESHIM_TEST_AUTH_PASSWORD="$password"
+# Real-component tests must run here, never skip.
+export IMAGESHIM_REQUIRE_REAL_TESTS=1
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -3,18 +3,16 @@
 //! The real binary, in front of a fake backend, must keep answering a well-behaved
 //! caller promptly and stay within its memory bar (RSS ≤ 50 MiB).
 
-mod support;
-
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use crate::support::fake::{handler, reply, FakeBackend};
+use crate::support::raw::raw_call;
+use crate::support::CriClient;
 use imageshim::cri::{self, paths, wire};
 use loona_hpack::Encoder;
-use support::fake::{handler, reply, FakeBackend};
-use support::raw::raw_call;
-use support::CriClient;
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 use tonic::Code;
@@ -65,7 +63,7 @@ fn serve(dir: &Path, backend: &Path) -> (Serving, std::path::PathBuf) {
     let text = format!(
         "socket = {:?}\n{}",
         socket.display().to_string(),
-        support::backend_toml("fake", "containerd", backend, true, &[], "")
+        crate::support::backend_toml("fake", "containerd", backend, true, &[], "")
     );
     std::fs::write(&config, text).unwrap();
     let child = Command::new(BINARY)

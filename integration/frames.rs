@@ -5,16 +5,14 @@
 //! with END_STREAM; and the `:authority` values gRPC C-core and grpc-java send on unix
 //! sockets are served, with nothing else loosened.
 
-mod support;
-
 use std::path::Path;
 use std::time::Duration;
 
+use crate::support::fake::{handler, reply, reply_status, FakeBackend, Recorded};
+use crate::support::frames::{Exchange, FrameClient};
+use crate::support::{backend_toml, pullfake, Shim};
 use imageshim::cri::{self, paths, wire};
 use prost::Message;
-use support::fake::{handler, reply, reply_status, FakeBackend, Recorded};
-use support::frames::{Exchange, FrameClient};
-use support::{backend_toml, pullfake, Shim};
 use tonic::Code;
 
 const TRAILERS_ONLY: &[&str] = &["HEADERS+END_STREAM"];

@@ -1,17 +1,15 @@
 //! Ring 2: imageshim in-process in front of fake CRI backends that record every call,
 //! for the behaviours whose bytes and timing must be exact.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::fake::{handler, reply, reply_bytes, reply_status, reply_stream, FakeBackend};
+use crate::support::raw::raw_call;
+use crate::support::{backend_toml, Shim};
 use bytes::Bytes;
 use http::HeaderMap;
 use imageshim::cri::{self, paths, wire};
 use prost::Message;
-use support::fake::{handler, reply, reply_bytes, reply_status, reply_stream, FakeBackend};
-use support::raw::raw_call;
-use support::{backend_toml, Shim};
 use tonic::Code;
 
 const EVENTS: &str = "/runtime.v1.RuntimeService/GetContainerEvents";

@@ -2,17 +2,15 @@
 //! whose pulls can be held, counted and failed — merge, cap, FIFO, deadlines,
 //! cancellation and abandonment, where timing must be exact.
 
-mod support;
-
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 
+use crate::support::{backend_toml, pullfake, Shim};
 use imageshim::cri::{self, paths};
 use imageshim::pull::PullStatsSnapshot;
-use support::{backend_toml, pullfake, Shim};
 use tonic::Code;
 
-async fn shim(fake: &support::fake::FakeBackend, pull: &str) -> Shim {
+async fn shim(fake: &crate::support::fake::FakeBackend, pull: &str) -> Shim {
     let config = format!(
         "{}[pull]\n{pull}\n",
         backend_toml("fake", "containerd", &fake.socket, true, &["kata"], "")
@@ -134,7 +132,8 @@ async fn a_caller_with_a_1ms_deadline_gets_deadline_exceeded_and_others_succeed(
         .collect();
     until(&shim, "5 waiters", |s| s.waiters == 5).await;
     let hasty =
-        support::raw::pull_with_timeout(&shim.socket, &request("busybox", "", None), "1m").await;
+        crate::support::raw::pull_with_timeout(&shim.socket, &request("busybox", "", None), "1m")
+            .await;
     assert_eq!(hasty.0, (Code::DeadlineExceeded as i32).to_string());
     gate.open();
     for caller in others {

@@ -1,12 +1,10 @@
 //! Ring 3: imageshim in front of Debian's real containerd, with images built and pushed
 //! to a real docker-registry by the project's own code. Run by hack/test.sh.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{backend_toml, oci, CriClient, RealEnv, Shim};
 use imageshim::cri::{self, paths};
-use support::{backend_toml, oci, CriClient, RealEnv, Shim};
 use tonic::Code;
 
 const VERSION: &str = "/runtime.v1.RuntimeService/Version";
@@ -42,7 +40,9 @@ async fn status(client: &CriClient, image: &str, handler: &str) -> Option<cri::I
 
 #[tokio::test]
 async fn runtime_service_calls_match_direct_containerd() {
-    let env = RealEnv::get();
+    let Some((env, _turn)) = RealEnv::acquire(module_path!()).await else {
+        return;
+    };
     let shim = shim_for(&env, "").await;
     let direct = env.direct();
     let via: cri::VersionResponse = shim
@@ -90,7 +90,9 @@ async fn runtime_service_calls_match_direct_containerd() {
 
 #[tokio::test]
 async fn pull_status_list_remove_by_tag_default_tag_and_digest() {
-    let env = RealEnv::get();
+    let Some((env, _turn)) = RealEnv::acquire(module_path!()).await else {
+        return;
+    };
     let repo = "it/lifecycle";
     let digest = oci::build_and_push(&env.registry, repo, &["v1", "latest"], Some("1234"), None);
     let shim = shim_for(&env, "").await;
@@ -161,7 +163,9 @@ async fn pull_status_list_remove_by_tag_default_tag_and_digest() {
 
 #[tokio::test]
 async fn handlers_are_discovered_routed_and_reported() {
-    let env = RealEnv::get();
+    let Some((env, _turn)) = RealEnv::acquire(module_path!()).await else {
+        return;
+    };
     let repo = "it/handlers";
     oci::build_and_push(&env.registry, repo, &["v1"], None, None);
     let shim = shim_for(&env, &env.containerd_config.display().to_string()).await;
@@ -219,7 +223,9 @@ async fn handlers_are_discovered_routed_and_reported() {
 
 #[tokio::test]
 async fn errors_match_direct_containerd_code_for_code() {
-    let env = RealEnv::get();
+    let Some((env, _turn)) = RealEnv::acquire(module_path!()).await else {
+        return;
+    };
     let shim = shim_for(&env, "").await;
     let direct = env.direct();
     let missing = format!("{}/it/does-not-exist:v9", env.registry);
@@ -287,7 +293,9 @@ async fn errors_match_direct_containerd_code_for_code() {
 
 #[tokio::test]
 async fn image_fs_info_and_a_short_deadline() {
-    let env = RealEnv::get();
+    let Some((env, _turn)) = RealEnv::acquire(module_path!()).await else {
+        return;
+    };
     let shim = shim_for(&env, "").await;
     let info: cri::ImageFsInfoResponse = shim
         .client
@@ -303,7 +311,7 @@ async fn image_fs_info_and_a_short_deadline() {
         ..Default::default()
     };
     // grpc-go and the kubelet send grpc-timeout; the shim answers DeadlineExceeded itself.
-    let status = support::raw::pull_with_timeout(&shim.socket, &request, "1m").await;
+    let status = crate::support::raw::pull_with_timeout(&shim.socket, &request, "1m").await;
     assert_eq!(
         status.0,
         (Code::DeadlineExceeded as i32).to_string(),
@@ -313,7 +321,9 @@ async fn image_fs_info_and_a_short_deadline() {
 
 #[tokio::test]
 async fn backend_stopped_and_restarted_mid_test() {
-    let env = RealEnv::get();
+    let Some((env, _turn)) = RealEnv::acquire(module_path!()).await else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let script = env.hack_dir.join("containerd.sh");
     let run = |cmd: &str| {

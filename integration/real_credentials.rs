@@ -3,16 +3,14 @@
 //! config.json files into pulls that carry none. Logs are captured at trace level and
 //! searched for the registry password.
 
-mod support;
-
 use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::support::{oci, RealEnv, Shim};
 use base64::Engine;
 use imageshim::cri::{self, paths};
-use support::{oci, RealEnv, Shim};
 use tonic::Code;
 
 /// Everything imageshim logs in this test binary, at trace level.
@@ -118,7 +116,9 @@ fn push_private(env: &RealEnv, repo: &str) -> String {
 
 #[tokio::test]
 async fn a_plugin_supplies_credentials_that_direct_containerd_lacks() {
-    let env = RealEnv::get();
+    let Some((env, _turn)) = RealEnv::acquire(module_path!()).await else {
+        return;
+    };
     let image = push_private(&env, "private/plugin");
     let denied = env.direct().pull(&image).await.unwrap_err();
     assert!(
@@ -164,7 +164,9 @@ fn write_docker_config(path: &Path, entries: &[(String, &str, &str)]) {
 
 #[tokio::test]
 async fn config_json_credentials_and_a_wrong_one_before_the_right_one() {
-    let env = RealEnv::get();
+    let Some((env, _turn)) = RealEnv::acquire(module_path!()).await else {
+        return;
+    };
     let image = push_private(&env, "private/dockercfg");
     let dir = tempfile::tempdir().unwrap();
     let config_json = dir.path().join("config.json");
@@ -214,7 +216,9 @@ async fn config_json_credentials_and_a_wrong_one_before_the_right_one() {
 
 #[tokio::test]
 async fn a_hanging_plugin_times_out_clearly_and_the_shim_stays_healthy() {
-    let env = RealEnv::get();
+    let Some((env, _turn)) = RealEnv::acquire(module_path!()).await else {
+        return;
+    };
     let image = push_private(&env, "private/hang");
     let dir = tempfile::tempdir().unwrap();
     let extra = plugin_credentials(
@@ -248,7 +252,9 @@ async fn a_hanging_plugin_times_out_clearly_and_the_shim_stays_healthy() {
 
 #[tokio::test]
 async fn the_plugin_runs_once_for_twenty_concurrent_pulls_under_one_registry() {
-    let env = RealEnv::get();
+    let Some((env, _turn)) = RealEnv::acquire(module_path!()).await else {
+        return;
+    };
     let images: Vec<String> = (0..20)
         .map(|i| push_private(&env, &format!("private/many-{i}")))
         .collect();
@@ -276,7 +282,9 @@ async fn the_plugin_runs_once_for_twenty_concurrent_pulls_under_one_registry() {
 
 #[tokio::test]
 async fn a_request_with_its_own_auth_is_used_alone() {
-    let env = RealEnv::get();
+    let Some((env, _turn)) = RealEnv::acquire(module_path!()).await else {
+        return;
+    };
     let image = push_private(&env, "private/own-auth");
     let dir = tempfile::tempdir().unwrap();
     let extra = plugin_credentials(dir.path(), &env, "test-plugin", &[], "");
@@ -387,7 +395,9 @@ fn faulty_credentials(dir: &Path, env: &RealEnv, good: bool) -> String {
 
 #[tokio::test]
 async fn faulty_plugins_fail_clearly_leave_nothing_behind_and_the_pull_goes_on() {
-    let env = RealEnv::get();
+    let Some((env, _turn)) = RealEnv::acquire(module_path!()).await else {
+        return;
+    };
     let image = push_private(&env, "private/faulty-plugins");
     let dir = tempfile::tempdir().unwrap();
     let shim = shim_with(&env, &faulty_credentials(dir.path(), &env, true)).await;
@@ -449,7 +459,9 @@ async fn faulty_plugins_fail_clearly_leave_nothing_behind_and_the_pull_goes_on()
 
 #[tokio::test]
 async fn a_corrupt_config_json_keeps_the_previous_credentials_with_a_warning() {
-    let env = RealEnv::get();
+    let Some((env, _turn)) = RealEnv::acquire(module_path!()).await else {
+        return;
+    };
     let image = push_private(&env, "private/corrupt-config");
     let dir = tempfile::tempdir().unwrap();
     let config_json = dir.path().join("corrupt-test-config.json");

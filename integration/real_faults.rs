@@ -3,16 +3,14 @@
 //! while containerd is gone, and serve again within a second of its socket coming back;
 //! every call gets exactly one answer.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::{backend_toml, CriClient, RealEnv, Shim};
 use imageshim::cri::{self, paths};
 use parking_lot::Mutex;
-use support::{backend_toml, CriClient, Shim};
 use tonic::Code;
 
 const VERSION: &str = "/runtime.v1.RuntimeService/Version";
@@ -101,6 +99,9 @@ async fn load(client: CriClient, stop: Arc<Mutex<bool>>, log: Arc<Mutex<Vec<Outc
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn containerd_killed_under_load_gives_prompt_unavailable_and_prompt_recovery() {
+    let Some((_env, _turn)) = RealEnv::acquire(module_path!()).await else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let containerd = PrivateContainerd::start(dir.path());
     let shim = Shim::start(&backend_toml(
@@ -192,7 +193,7 @@ async fn containerd_killed_under_load_gives_prompt_unavailable_and_prompt_recove
 }
 
 /// Writes containerd's hosts.toml saying `address` is a plain-HTTP registry.
-fn plain_http_registry(env: &support::RealEnv, address: &str) {
+fn plain_http_registry(env: &RealEnv, address: &str) {
     let dir = env
         .containerd_config
         .parent()
@@ -218,14 +219,16 @@ fn pull_request(image: &str) -> cri::PullImageRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registry_killed_mid_merged_pull_answers_every_waiter_and_the_next_pull_works() {
-    use support::stallproxy::StallProxy;
-    let env = support::RealEnv::get();
+    use crate::support::stallproxy::StallProxy;
+    let Some((env, _turn)) = RealEnv::acquire(module_path!()).await else {
+        return;
+    };
     let run = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
     let repo = format!("it/stalled-{run}");
-    support::oci::push_sized_image(&env.registry, &repo, "v1", 4 << 20);
+    crate::support::oci::push_sized_image(&env.registry, &repo, "v1", 4 << 20);
     let proxy = StallProxy::start(&env.registry, 0, true).await;
     let address = proxy.address.clone();
     plain_http_registry(&env, &address);

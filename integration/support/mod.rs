@@ -86,8 +86,29 @@ fn required(name: &str) -> String {
     })
 }
 
+/// Real-component tests run one at a time: they share one containerd and compare its
+/// image list, which a concurrent pull would change.
+static REAL_SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Holds the real-component tests' turn.
+pub struct RealTurn(#[allow(dead_code)] tokio::sync::MutexGuard<'static, ()>);
+
 impl RealEnv {
-    pub fn get() -> RealEnv {
+    /// The real services and this test's turn at them; `None` (the test is skipped with
+    /// a message) when hack/test.sh did not start them — unless
+    /// `IMAGESHIM_REQUIRE_REAL_TESTS` is set, as hack/test.sh and CI set it.
+    pub async fn acquire(test: &str) -> Option<(RealEnv, RealTurn)> {
+        if std::env::var_os("IMAGESHIM_TEST_CONTAINERD_DIR").is_none()
+            && std::env::var_os("IMAGESHIM_REQUIRE_REAL_TESTS").is_none()
+        {
+            eprintln!("skipped {test}: needs containerd and registries; run hack/test.sh");
+            return None;
+        }
+        let turn = RealTurn(REAL_SERIAL.lock().await);
+        Some((RealEnv::get(), turn))
+    }
+
+    fn get() -> RealEnv {
         let containerd_dir = PathBuf::from(required("IMAGESHIM_TEST_CONTAINERD_DIR"));
         let registry_dir = PathBuf::from(required("IMAGESHIM_TEST_REGISTRY_DIR"));
         RealEnv {
