@@ -83,23 +83,31 @@ fn serve_reloads_on_sighup_and_removes_its_socket_on_sigterm() {
         "a second instance refuses a live socket"
     );
     assert!(String::from_utf8_lossy(&second.stderr).contains("already serving"));
+    let pid = child.id().to_string();
     let signal = |name: &str| {
-        let sent = Command::new("kill")
-            .args([name, &child.id().to_string()])
-            .status()
-            .unwrap();
+        let sent = Command::new("kill").args([name, &pid]).status().unwrap();
         assert!(sent.success());
     };
+    let (lines, logged) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines.send(line);
+        }
+    });
     signal("-HUP");
-    std::thread::sleep(Duration::from_millis(300));
+    // Wait for the reload itself, as logged.
+    let reloaded = std::iter::from_fn(|| logged.recv_timeout(Duration::from_secs(10)).ok())
+        .any(|line| line.contains("credentials reloaded"));
+    assert!(reloaded, "SIGHUP reloaded the credentials");
     assert!(socket.exists(), "the socket is not rebound on SIGHUP");
     signal("-TERM");
     let status = child.wait().unwrap();
-    let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
-    assert!(
-        stderr.contains("credentials reloaded"),
-        "SIGHUP reloaded: {stderr}"
-    );
+    reader.join().unwrap();
     assert!(status.success(), "{status}");
     assert!(!socket.exists(), "socket removed on SIGTERM");
 }

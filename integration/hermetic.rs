@@ -386,7 +386,10 @@ async fn shutdown_drains_in_flight_calls_and_removes_the_socket() {
             )
             .await
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Stop once the call is in flight at the backend.
+    while fake.calls.lock().unwrap().is_empty() {
+        tokio::task::yield_now().await;
+    }
     shim.stop().await;
     assert_eq!(in_flight.await.unwrap().unwrap().version, "slow");
     assert!(!shim.socket.exists(), "socket removed");

@@ -192,21 +192,6 @@ async fn containerd_killed_under_load_gives_prompt_unavailable_and_prompt_recove
     );
 }
 
-/// Writes containerd's hosts.toml saying `address` is a plain-HTTP registry.
-fn plain_http_registry(env: &RealEnv, address: &str) {
-    let dir = env
-        .containerd_config
-        .parent()
-        .unwrap()
-        .join("certs.d")
-        .join(address);
-    std::fs::create_dir_all(&dir).unwrap();
-    let hosts = format!(
-        "server = \"http://{address}\"\n[host.\"http://{address}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
-    );
-    std::fs::write(dir.join("hosts.toml"), hosts).unwrap();
-}
-
 fn pull_request(image: &str) -> cri::PullImageRequest {
     cri::PullImageRequest {
         image: Some(cri::ImageSpec {
@@ -231,7 +216,7 @@ async fn registry_killed_mid_merged_pull_answers_every_waiter_and_the_next_pull_
     crate::support::oci::push_sized_image(&env.registry, &repo, "v1", 4 << 20);
     let proxy = StallProxy::start(&env.registry, 0, true).await;
     let address = proxy.address.clone();
-    plain_http_registry(&env, &address);
+    env.plain_http_registry(&address);
     let shim = Shim::start(&env.containerd_backend("")).await;
     let image = format!("{address}/{repo}:v1");
     let deadline = Duration::from_secs(60);

@@ -2,6 +2,7 @@
 //! containerd and registry, counted in the registry's access log, beside the same
 //! pulls made directly to containerd.
 
+use crate::support::stallproxy::StallProxy;
 use crate::support::{oci, RealEnv, Shim};
 use imageshim::cri::{self, paths};
 
@@ -31,8 +32,31 @@ async fn fifty_concurrent_pulls_make_the_registry_serve_the_manifest_once() {
     oci::build_and_push(&env.registry, via_repo, &["v1"], None, None);
     oci::build_and_push(&env.registry, direct_repo, &["v1"], None, None);
 
-    let via_image = format!("{}/{via_repo}:v1", env.registry);
-    let results = shim.client.pull_concurrently(&via_image, 50).await;
+    // Through a proxy that holds the blobs until all 50 callers have joined the pull.
+    let proxy = StallProxy::start_gated(&env.registry, 0, false, false).await;
+    env.plain_http_registry(&proxy.address);
+    let via_image = format!("{}/{via_repo}:v1", proxy.address);
+    let pulling = {
+        let (client, image) = (shim.client.clone(), via_image.clone());
+        tokio::spawn(async move { client.pull_concurrently(&image, 50).await })
+    };
+    let running = shim.running.as_ref().unwrap();
+    let started = std::time::Instant::now();
+    while running.pull_stats().waiters < 50 {
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "{:?}",
+            running.pull_stats()
+        );
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        running.pull_stats().started_total,
+        1,
+        "one pull for 50 callers"
+    );
+    proxy.open();
+    let results = pulling.await.unwrap();
     let ids: std::collections::HashSet<_> = results
         .into_iter()
         .map(|r| r.expect("every caller succeeds"))

@@ -123,6 +123,22 @@ impl RealEnv {
         }
     }
 
+    /// Writes the shared containerd's hosts.toml saying `address` is a plain-HTTP
+    /// registry (containerd reads it at each pull).
+    pub fn plain_http_registry(&self, address: &str) {
+        let dir = self
+            .containerd_config
+            .parent()
+            .unwrap()
+            .join("certs.d")
+            .join(address);
+        std::fs::create_dir_all(&dir).unwrap();
+        let hosts = format!(
+            "server = \"http://{address}\"\n[host.\"http://{address}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
+        );
+        std::fs::write(dir.join("hosts.toml"), hosts).unwrap();
+    }
+
     /// The `[[backend]]` table for the shared containerd (optionally discovering its
     /// handlers from its own config).
     pub fn containerd_backend(&self, runtime_config: &str) -> String {

@@ -1,7 +1,8 @@
-//! A registry front for fault tests: an HTTP/1 proxy on 127.0.0.1 to a real registry
-//! that can stall blob downloads part-way (headers and the first bytes sent, then
-//! nothing) and can be killed — listener and every open connection at once — as a
-//! registry process dying mid-pull looks to containerd.
+//! A registry front for fault and merge tests: an HTTP/1 proxy on 127.0.0.1 to a real
+//! registry that can stall blob downloads part-way (headers and the first bytes sent,
+//! then nothing), hold them whole until the test opens a gate, and be killed — listener
+//! and every open connection at once — as a registry process dying mid-pull looks to
+//! containerd.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
@@ -22,6 +23,7 @@ pub struct StallProxy {
     pub address: String,
     /// Blob GETs seen so far.
     pub blob_gets: Arc<AtomicUsize>,
+    gate: tokio::sync::watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
 
@@ -31,21 +33,40 @@ const SENT_BEFORE_STALL: usize = 64 * 1024;
 impl StallProxy {
     /// Serves on `port` (0: any), stalling blob GETs when `stall`.
     pub async fn start(upstream: &str, port: u16, stall: bool) -> StallProxy {
+        Self::start_gated(upstream, port, stall, true).await
+    }
+
+    /// Like `start`; with `open` false, blob answers wait until [`StallProxy::open`].
+    pub async fn start_gated(upstream: &str, port: u16, stall: bool, open: bool) -> StallProxy {
         let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         let address = listener.local_addr().unwrap().to_string();
         let blob_gets = Arc::new(AtomicUsize::new(0));
         let stalling = Arc::new(AtomicBool::new(stall));
         let (upstream, counter) = (upstream.to_string(), blob_gets.clone());
+        let gate = tokio::sync::watch::Sender::new(open);
+        let gate_rx = gate.subscribe();
         let mut tasks = JoinSet::new();
         let mut connections = JoinSet::new();
         tasks.spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (upstream, counter, stalling) =
-                    (upstream.clone(), counter.clone(), stalling.clone());
+                let (upstream, counter, stalling, gate) = (
+                    upstream.clone(),
+                    counter.clone(),
+                    stalling.clone(),
+                    gate_rx.clone(),
+                );
                 let service = hyper::service::service_fn(move |request| {
-                    let (upstream, counter, stalling) =
-                        (upstream.clone(), counter.clone(), stalling.clone());
+                    let (upstream, counter, stalling, mut gate) = (
+                        upstream.clone(),
+                        counter.clone(),
+                        stalling.clone(),
+                        gate.clone(),
+                    );
                     async move {
+                        let is_blob = request.uri().path().contains("/blobs/");
+                        if is_blob {
+                            let _ = gate.wait_for(|open| *open).await;
+                        }
                         Ok::<_, Infallible>(proxy(&upstream, request, &counter, &stalling).await)
                     }
                 });
@@ -59,8 +80,14 @@ impl StallProxy {
         StallProxy {
             address,
             blob_gets,
+            gate,
             tasks,
         }
+    }
+
+    /// Lets held blob answers go.
+    pub fn open(&self) {
+        self.gate.send_replace(true);
     }
 
     /// Closes the listener and every connection (their tasks are aborted).
@@ -86,9 +113,8 @@ async fn proxy(
         .await
         .map(|c| c.to_bytes())
         .unwrap_or_default();
-    parts.uri = format!("http://{upstream}{}", parts.uri.path_and_query().unwrap())
-        .parse()
-        .unwrap();
+    // Origin-form, as a client talking to the registry directly sends it.
+    parts.uri = parts.uri.path_and_query().unwrap().as_str().parse().unwrap();
     parts
         .headers
         .insert(http::header::HOST, upstream.parse().unwrap());
