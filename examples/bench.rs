@@ -2,6 +2,7 @@
 //! latency (p50/p99) and throughput of Version, ImageStatus and ListImages at 1 and 64
 //! concurrent callers, 100 concurrent pulls of one image, and imageshim's RSS.
 //!   bench SHIM_SOCKET CONTAINERD_SOCKET REGISTRY REGISTRY_LOG SHIM_PID IMAGES
+#![allow(clippy::unwrap_used, unreachable_pub)] // test and example code: failures panic loudly; pub is for sharing support code
 
 #[allow(dead_code)]
 #[path = "../integration/support/client.rs"]

@@ -1,6 +1,7 @@
 //! Shows imageshim working: pushes a small image to a registry with the project's own
 //! OCI code, then pulls, inspects and lists it through imageshim's socket.
 //!   cargo run --example demo -- SOCKET REGISTRY
+#![allow(clippy::unwrap_used, unreachable_pub)] // test and example code: failures panic loudly; pub is for sharing support code
 
 #[allow(dead_code)]
 #[path = "../integration/support/client.rs"]

@@ -4,6 +4,7 @@
 //! Samples imageshim's RSS, open fds and threads every 10 s; exits 1 on any unexpected
 //! answer or on growth after warm-up.
 //!   soak SHIM_SOCKET REGISTRY AUTH_REGISTRY SHIM_PID MINUTES
+#![allow(clippy::unwrap_used, unreachable_pub)] // test and example code: failures panic loudly; pub is for sharing support code
 
 #[allow(dead_code)]
 #[path = "../integration/support/client.rs"]

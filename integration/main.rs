@@ -3,6 +3,7 @@
 //! rings need the containerd and registries hack/test.sh starts and skip with a message
 //! without them, unless `IMAGESHIM_REQUIRE_REAL_TESTS` is set (hack/test.sh and CI set
 //! it, so a missing service fails there instead of passing silently).
+#![allow(clippy::unwrap_used, unreachable_pub)] // test and example code: failures panic loudly; pub is for sharing support code
 
 mod support;
 

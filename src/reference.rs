@@ -104,11 +104,6 @@ impl fmt::Display for Reference {
     }
 }
 
-/// True for an image ID (`sha256:<64 hex>`) or a bare 64-hex ID: not a name.
-pub fn is_image_id(s: &str) -> bool {
-    is_hex64(s.strip_prefix("sha256:").unwrap_or(s))
-}
-
 fn is_hex64(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }

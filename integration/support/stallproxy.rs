@@ -114,7 +114,13 @@ async fn proxy(
         .map(|c| c.to_bytes())
         .unwrap_or_default();
     // Origin-form, as a client talking to the registry directly sends it.
-    parts.uri = parts.uri.path_and_query().unwrap().as_str().parse().unwrap();
+    parts.uri = parts
+        .uri
+        .path_and_query()
+        .unwrap()
+        .as_str()
+        .parse()
+        .unwrap();
     parts
         .headers
         .insert(http::header::HOST, upstream.parse().unwrap());

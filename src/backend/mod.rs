@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use tonic::transport::Channel;
 
-use crate::config::{BackendConfig, BackendKind};
+use crate::config::BackendConfig;
 use endpoint::unix_socket_path;
 use handler::{validate_handler, HandlerError};
 
@@ -19,25 +19,19 @@ use handler::{validate_handler, HandlerError};
 #[derive(Debug)]
 pub struct Backend {
     pub name: String,
-    pub kind: BackendKind,
     pub endpoint: String,
     channel: Channel,
 }
 
 impl Backend {
     /// A backend whose channel connects on first use and reconnects after failures.
-    pub fn connect_lazy(
-        name: &str,
-        kind: BackendKind,
-        endpoint: &str,
-    ) -> Result<Self, BackendError> {
+    pub fn connect_lazy(name: &str, endpoint: &str) -> Result<Self, BackendError> {
         let path = unix_socket_path(endpoint).map_err(|reason| BackendError::Endpoint {
             backend: name.to_string(),
             reason,
         })?;
         Ok(Backend {
             name: name.to_string(),
-            kind,
             endpoint: endpoint.to_string(),
             channel: channel::unix_channel(path),
         })
@@ -94,7 +88,6 @@ impl BackendSet {
         for (index, config) in configs.iter().enumerate() {
             backends.push(Arc::new(Backend::connect_lazy(
                 &config.name,
-                config.kind,
                 &config.endpoint,
             )?));
             for handler in &config.handlers {

@@ -20,10 +20,10 @@ enum Token {
 
 /// A malformed pattern (Go's `ErrBadPattern`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BadPattern;
+pub(crate) struct BadPattern;
 
 /// True when `name` matches `pattern`; false too when the pattern is malformed.
-pub fn go_match(pattern: &str, name: &str) -> bool {
+pub(crate) fn go_match(pattern: &str, name: &str) -> bool {
     match compile(pattern) {
         Ok(tokens) => {
             let name: Vec<char> = name.chars().collect();

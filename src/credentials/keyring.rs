@@ -27,10 +27,6 @@ impl Keyring {
             .push(credential);
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// Every credential whose key matches `image` (`host[:port]/path`), most specific
     /// key first (keys in reverse lexical order); Docker Hub images fall back to
     /// `index.docker.io` credentials.

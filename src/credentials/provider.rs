@@ -18,7 +18,10 @@ use super::matching::{registry_of, url_matches};
 use super::provider_config::PluginSpec;
 use super::RegistryCredential;
 
-const CACHE_ENTRIES: usize = 1024;
+const CACHE_ENTRIES: NonZeroUsize = match NonZeroUsize::new(1024) {
+    Some(entries) => entries,
+    None => panic!("the cache holds entries"),
+};
 pub const GLOBAL_CACHE_KEY: &str = "<global>";
 
 struct CacheEntry {
@@ -57,7 +60,7 @@ impl Provider {
         Provider {
             spec,
             timeout,
-            cache: Mutex::new(LruCache::new(NonZeroUsize::new(CACHE_ENTRIES).unwrap())),
+            cache: Mutex::new(LruCache::new(CACHE_ENTRIES)),
             exec_locks: Mutex::new(HashMap::new()),
         }
     }
