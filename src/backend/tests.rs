@@ -1,4 +1,5 @@
 use super::*;
+use crate::config::BackendKind;
 use std::path::Path;
 
 fn backend(
