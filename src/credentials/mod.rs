@@ -74,6 +74,35 @@ pub struct Resolution {
     pub failures: Vec<String>,
 }
 
+impl Resolution {
+    /// Tries the candidates in the kubelet's order until an attempt succeeds: one
+    /// anonymous attempt (`None`) when there is no candidate; when all fail, the last
+    /// attempt's outcome.
+    pub async fn try_in_turn<O, Fut>(
+        &self,
+        mut attempt: impl FnMut(Option<RegistryCredential>) -> Fut,
+        succeeded: impl Fn(&O) -> bool,
+    ) -> O
+    where
+        Fut: std::future::Future<Output = O>,
+    {
+        let Some((last, earlier)) = self.candidates.split_last() else {
+            return attempt(None).await;
+        };
+        for (index, credential) in earlier.iter().enumerate() {
+            let outcome = attempt(Some(credential.clone())).await;
+            if succeeded(&outcome) {
+                return outcome;
+            }
+            tracing::debug!(
+                attempt = index,
+                "pull with a resolved credential failed; trying the next"
+            );
+        }
+        attempt(Some(last.clone())).await
+    }
+}
+
 /// Finds candidate credentials in the kubelet's order.
 pub struct Resolver {
     docker: FileKeyring,

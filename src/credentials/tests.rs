@@ -406,3 +406,30 @@ fn host_labels_take_go_character_classes() {
         "registry-a.example.com"
     ));
 }
+
+#[tokio::test]
+async fn candidates_are_tried_in_turn_until_one_succeeds() {
+    let resolution = |users: &[&str]| super::Resolution {
+        candidates: users.iter().map(|u| credential(u, "p")).collect(),
+        failures: vec![],
+    };
+    let tried = std::sync::Mutex::new(Vec::new());
+    let attempt = |credential: Option<RegistryCredential>| {
+        let user = credential.map_or("anonymous".to_string(), |c| c.username);
+        tried.lock().unwrap().push(user.clone());
+        async move { user }
+    };
+    let ok = |user: &String| user == "b";
+    assert_eq!(
+        resolution(&["a", "b", "c"]).try_in_turn(attempt, ok).await,
+        "b"
+    );
+    assert_eq!(*tried.lock().unwrap(), ["a", "b"]);
+    tried.lock().unwrap().clear();
+    assert_eq!(
+        resolution(&["a", "c"]).try_in_turn(attempt, ok).await,
+        "c",
+        "the last outcome"
+    );
+    assert_eq!(resolution(&[]).try_in_turn(attempt, ok).await, "anonymous");
+}

@@ -9,6 +9,21 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+/// True for a pull failure that came from the registry side and so counts for backoff:
+/// not a success, nor the caller's or the node's own trouble (cancelled, deadline,
+/// runtime unavailable, out of resources).
+pub fn is_registry_failure_code(code: tonic::Code) -> bool {
+    use tonic::Code;
+    !matches!(
+        code,
+        Code::Ok
+            | Code::Cancelled
+            | Code::DeadlineExceeded
+            | Code::Unavailable
+            | Code::ResourceExhausted
+    )
+}
+
 pub const INITIAL: Duration = Duration::from_secs(10);
 pub const MAX: Duration = Duration::from_secs(300);
 pub const RESET_AFTER: Duration = Duration::from_secs(600);

@@ -1,27 +1,27 @@
-//! Glue between the PullImage handler, the coordinator and the credential resolver: the
-//! merge key of a request; the pull job (forward the first caller's bytes — or, when it
-//! brought no auth, those bytes with each resolved credential appended in turn — and
-//! read the whole answer); and how a backend answer counts as success or registry
-//! failure.
+//! PullImage through the coordinator: the merge key of a request, and the pull job —
+//! forward the first caller's bytes (with each resolved credential appended in the
+//! order `credentials` decides, when the caller brought none) and read the whole answer.
+//! What counts as a registry failure is `pull`'s call; statuses come from `status`.
 
 use std::sync::Arc;
 
 use http::Response;
 use tokio::time::Instant;
 use tonic::body::Body;
-use tonic::{Code, Status};
+use tonic::Status;
 
 use prost::Message;
 
 use super::call::UnaryCall;
 use super::forward::{forward, grpc_timeout, rebuild_request, CollectedResponse};
-use super::status::CallError;
+use super::status::{self, CallError};
 use super::ServerState;
 use crate::backend::Backend;
 use crate::credentials::{RegistryCredential, Resolver};
 use crate::cri::wire;
 use crate::cri::CredentialFingerprint;
 use crate::cri::PullImageRequest;
+use crate::pull::backoff::is_registry_failure_code;
 use crate::pull::{Coordinator, PullKey, PullOutcome, WaitError};
 use crate::reference::Reference;
 
@@ -37,23 +37,11 @@ impl PullOutcome for PullAnswer {
     }
 
     fn task_failed(image: &str, why: &str) -> Self {
-        Err(Status::internal(format!(
-            "pull of {image} failed inside imageshim ({why}); the next pull starts afresh"
-        )))
+        Err(status::pull_task_failed(image, why))
     }
 
     fn is_registry_failure(&self) -> bool {
-        match self {
-            Ok(answer) => !matches!(
-                answer.grpc_code(),
-                Code::Ok
-                    | Code::Cancelled
-                    | Code::DeadlineExceeded
-                    | Code::Unavailable
-                    | Code::ResourceExhausted
-            ),
-            Err(_) => false,
-        }
+        matches!(self, Ok(answer) if is_registry_failure_code(answer.grpc_code()))
     }
 }
 
@@ -124,28 +112,27 @@ impl PullAttempt {
         self.send(self.call.to_request()).await
     }
 
-    /// Tries each candidate credential in turn until one pulls; anonymous when there is
-    /// none. All failing → the last backend answer.
+    /// Pulls with the resolved credentials, in the order `credentials` decides.
     async fn pull_with_resolved_credentials(&self) -> PullAnswer {
         let resolution = self.resolver.resolve(&self.image).await;
+        let answer = resolution
+            .try_in_turn(
+                |credential| async move {
+                    match credential {
+                        None => self.pull_as_sent().await,
+                        Some(credential) => match self.request_with(&credential) {
+                            Ok(request) => self.send(request).await,
+                            Err(err) => Err(err.into_status()),
+                        },
+                    }
+                },
+                PullOutcome::is_success,
+            )
+            .await;
         if resolution.candidates.is_empty() {
-            let answer = self.pull_as_sent().await;
             return note_plugin_failures(answer, &resolution.failures);
         }
-        let mut last = None;
-        for (attempt, credential) in resolution.candidates.iter().enumerate() {
-            let request = match self.request_with(credential) {
-                Ok(request) => request,
-                Err(err) => return Err(err.into_status()),
-            };
-            let answer = self.send(request).await;
-            if answer.is_success() {
-                return answer;
-            }
-            tracing::debug!(image = %self.image, attempt, "pull with a resolved credential failed; trying the next");
-            last = Some(answer);
-        }
-        last.expect("at least one candidate was tried")
+        answer
     }
 
     /// The caller's bytes with `auth` (field 2) appended on the wire.
@@ -163,24 +150,14 @@ impl PullAttempt {
     }
 }
 
-/// A failed anonymous pull also says which credential plugins failed (appended, so the
-/// backend's message prefix, which the kubelet matches on, is kept).
+/// A failed anonymous pull also says which credential plugins failed.
 fn note_plugin_failures(answer: PullAnswer, failures: &[String]) -> PullAnswer {
     if failures.is_empty() || answer.is_success() {
         return answer;
     }
     let status = match &answer {
-        Ok(response) => response_status(response),
+        Ok(response) => status::of_answer(&response.headers, response.trailers.as_ref()),
         Err(status) => status.clone(),
     };
-    Err(Status::new(
-        status.code(),
-        format!("{}; {}", status.message(), failures.join("; ")),
-    ))
-}
-
-fn response_status(response: &CollectedResponse) -> Status {
-    Status::from_header_map(&response.headers)
-        .or_else(|| response.trailers.as_ref().and_then(Status::from_header_map))
-        .unwrap_or_else(|| Status::unknown("backend answered without a grpc-status"))
+    Err(status::with_plugin_failures(&status, failures))
 }

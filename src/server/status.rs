@@ -59,6 +59,29 @@ impl CallError {
     }
 }
 
+/// What every waiter of a pull gets when the pull task itself failed.
+pub fn pull_task_failed(image: &str, why: &str) -> Status {
+    Status::internal(format!(
+        "pull of {image} failed inside imageshim ({why}); the next pull starts afresh"
+    ))
+}
+
+/// A failed pull's status with the credential plugins that failed appended (the
+/// backend's message comes first: the kubelet matches on its prefix).
+pub fn with_plugin_failures(status: &Status, failures: &[String]) -> Status {
+    Status::new(
+        status.code(),
+        format!("{}; {}", status.message(), failures.join("; ")),
+    )
+}
+
+/// The status a collected backend answer carries (trailers-only or in trailers).
+pub fn of_answer(headers: &http::HeaderMap, trailers: Option<&http::HeaderMap>) -> Status {
+    Status::from_header_map(headers)
+        .or_else(|| trailers.and_then(Status::from_header_map))
+        .unwrap_or_else(|| Status::unknown("backend answered without a grpc-status"))
+}
+
 impl From<Status> for CallError {
     fn from(status: Status) -> Self {
         CallError::Status(status)
