@@ -10,7 +10,7 @@ default = true
 
 #[test]
 fn the_documented_root_config_parses_and_validates() {
-    let text = include_str!("../config.toml");
+    let text = include_str!("../../config.toml");
     let config = Config::parse(text).expect("config.toml parses");
     config.validate().expect("config.toml validates");
     assert_eq!(

@@ -277,5 +277,4 @@ fn validate_credentials(credentials: &CredentialsConfig, problems: &mut Vec<Stri
 }
 
 #[cfg(test)]
-#[path = "config_tests.rs"]
 mod tests;
