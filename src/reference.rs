@@ -1,6 +1,9 @@
 //! Image references: parsing and normalisation with the distribution grammar, and the
 //! key imageshim uses for an image. Owns the grammar and the key form; must not do I/O.
 //! The backend always receives the caller's original string, never the key.
+//! Ported from distribution/reference v0.6 (`regexp.go` grammar, `normalize.go`
+//! `ParseNormalizedNamed`, `reference.go` limits) with the total-name limit containerd
+//! 1.6 and CRI-O 1.37 apply (DESIGN §2.2).
 
 use std::fmt;
 

@@ -1,6 +1,7 @@
 //! Discovers the runtime handlers a runtime already serves from its own config:
 //! containerd's `config.toml` and CRI-O's `crio.conf` plus `crio.conf.d/`. Reads files
-//! only.
+//! only. Table names from containerd 1.x/2.x (`plugins."io.containerd.grpc.v1.cri"`,
+//! `plugins."io.containerd.cri.v1.runtime"`) and CRI-O's `crio.runtime.runtimes`.
 
 use std::path::{Path, PathBuf};
 

@@ -1,5 +1,6 @@
 //! Runtime handler names: what the kubelet and containerd accept as a handler (a
-//! DNS-1123 label). Pure; used by the config check and by routing.
+//! DNS-1123 label, as `k8s.io/apimachinery` `validation.IsDNS1123Label` checks
+//! RuntimeClass handlers). Pure; used by the config check and by routing.
 
 /// Validates a runtime handler name: a DNS-1123 label.
 pub fn validate_handler(handler: &str) -> Result<(), HandlerError> {

@@ -2,7 +2,8 @@
 //! CredentialProviderResponse on stdout (capped), stderr kept for the error. The plugin
 //! runs in its own process group: when it exits, or when the timeout passes, the whole
 //! group is killed (a forked helper cannot outlive it or hold its pipes open) and the
-//! plugin is reaped. Errors never carry stdout content.
+//! plugin is reaped. Errors never carry stdout content. The protocol is the kubelet's
+//! `pkg/credentialprovider/plugin/plugin.go` (`execPlugin`, strict response decoding).
 
 use std::collections::BTreeMap;
 use std::process::Stdio;

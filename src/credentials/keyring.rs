@@ -1,6 +1,8 @@
 //! A keyring of registry credentials from docker config.json (`auths`) and legacy
 //! `.dockercfg` files, looked up with the kubelet's rules; files are re-read when they
-//! change on disk.
+//! change on disk. Ported from the kubelet's `pkg/credentialprovider/config.go`
+//! (`ReadDockerConfigJSONFile`, `DockerConfigEntry` decoding of `auth`) and
+//! `keyring.go` (`BasicDockerKeyring.Lookup`: all matches, most specific first).
 
 use parking_lot::Mutex;
 use std::collections::BTreeMap;

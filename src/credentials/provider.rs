@@ -1,6 +1,7 @@
 //! One credential provider at run time: matchImages, an `lru` cache keyed per the
 //! plugin's cacheKeyType with expiry, and collapsing of concurrent execs (one exec per
-//! registry at a time; the others then find the cache).
+//! registry at a time; the others then find the cache). Cache keys and expiry follow
+//! the kubelet's `pkg/credentialprovider/plugin/plugin.go` (`getCachedCredentials`).
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;

@@ -1,6 +1,7 @@
 //! The kubelet's CredentialProviderConfig file (`--image-credential-provider-config`,
 //! YAML or JSON; kubelet.config.k8s.io v1, v1beta1, v1alpha1) and its validation,
-//! including the binaries in the bin dir.
+//! including the binaries in the bin dir. Rules ported from the kubelet's
+//! `pkg/credentialprovider/plugin/config.go` (`validateCredentialProviderConfig`).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

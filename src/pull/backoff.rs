@@ -1,7 +1,9 @@
 //! Optional node-wide failure backoff: after a key's pull fails with a registry error,
 //! identical pulls get the same answer without a backend call for a window that starts
 //! at 10 s, doubles per failure up to 300 s, and resets after 600 s without a failure
-//! (the kubelet's per-pod numbers, applied per key).
+//! (the kubelet's per-pod numbers, applied per key: `backOffPeriod` and
+//! `MaxContainerBackOff` in `pkg/kubelet/kubelet.go`, reset as `flowcontrol.Backoff`
+//! does after twice the maximum).
 
 use std::collections::HashMap;
 use std::hash::Hash;

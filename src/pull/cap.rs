@@ -1,6 +1,8 @@
 //! The node's pull cap: a FIFO semaphore whose queue order is fixed when a pull is
 //! enqueued (synchronously), not when its task first runs. Permits return themselves
-//! on drop, wherever they are dropped.
+//! on drop, wherever they are dropped. The semantics are the kubelet's
+//! `pkg/kubelet/images/puller.go` (serial and parallel pullers), applied to every
+//! client.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
