@@ -96,17 +96,7 @@ pub fn decode_response(stdout: &[u8], api_version: &str) -> Result<PluginRespons
             raw.api_version
         )));
     }
-    let cache_key_type = match raw.cache_key_type.as_deref() {
-        Some("Image") => CacheKeyType::Image,
-        Some("Registry") => CacheKeyType::Registry,
-        Some("Global") => CacheKeyType::Global,
-        Some(other) => {
-            return Err(PluginError::Invalid(format!(
-                "cacheKeyType {other:?} is not Image, Registry or Global"
-            )))
-        }
-        None => return Err(PluginError::Invalid("cacheKeyType is required".into())),
-    };
+    let cache_key_type = cache_key_type(raw.cache_key_type.as_deref())?;
     let cache_duration = match raw.cache_duration.as_deref() {
         Some(text) => Some(
             parse_go_duration(text)
@@ -128,6 +118,18 @@ pub fn decode_response(stdout: &[u8], api_version: &str) -> Result<PluginRespons
         cache_duration,
         keyring,
     })
+}
+
+fn cache_key_type(text: Option<&str>) -> Result<CacheKeyType, PluginError> {
+    match text {
+        Some("Image") => Ok(CacheKeyType::Image),
+        Some("Registry") => Ok(CacheKeyType::Registry),
+        Some("Global") => Ok(CacheKeyType::Global),
+        Some(other) => Err(PluginError::Invalid(format!(
+            "cacheKeyType {other:?} is not Image, Registry or Global"
+        ))),
+        None => Err(PluginError::Invalid("cacheKeyType is required".into())),
+    }
 }
 
 /// Runs the plugin for `image` and decodes its answer.
@@ -152,29 +154,7 @@ pub async fn run_plugin(
         "kind": "CredentialProviderRequest",
         "image": image,
     });
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let stderr = child.stderr.take().expect("piped stderr");
-    let talk = async {
-        // A plugin may exit without reading stdin; that is not an error in itself.
-        let _ = stdin.write_all(request.to_string().as_bytes()).await;
-        drop(stdin);
-        let reading = async {
-            tokio::join!(
-                read_capped(stdout, STDOUT_LIMIT + 1),
-                read_capped(stderr, 64 * 1024)
-            )
-        };
-        let waiting = async {
-            let status = child.wait().await;
-            // The plugin is done: whatever it left running (and holding its pipes open)
-            // goes with it.
-            group.kill();
-            status
-        };
-        let ((out, err), status) = tokio::join!(reading, waiting);
-        (out, err, status)
-    };
+    let talk = talk(&mut child, &group, request.to_string());
     let (out, err, status) = match tokio::time::timeout(timeout, talk).await {
         Ok(done) => done,
         Err(_) => {
@@ -194,6 +174,38 @@ pub async fn run_plugin(
         return Err(PluginError::StdoutTooLarge);
     }
     decode_response(&out, &spec.api_version)
+}
+
+/// Writes the request, reads stdout and stderr (capped, drained) and waits for the
+/// plugin; when it exits, whatever it left running goes with it (and so do the pipes
+/// it held open).
+async fn talk(
+    child: &mut tokio::process::Child,
+    group: &ProcessGroup,
+    request: String,
+) -> (Vec<u8>, Vec<u8>, std::io::Result<std::process::ExitStatus>) {
+    let (Some(mut stdin), Some(stdout), Some(stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        let missing = std::io::Error::other("plugin pipes were not set up");
+        return (Vec::new(), Vec::new(), Err(missing));
+    };
+    // A plugin may exit without reading stdin; that is not an error in itself.
+    let _ = stdin.write_all(request.as_bytes()).await;
+    drop(stdin);
+    let reading = async {
+        tokio::join!(
+            read_capped(stdout, STDOUT_LIMIT + 1),
+            read_capped(stderr, 64 * 1024)
+        )
+    };
+    let waiting = async {
+        let status = child.wait().await;
+        group.kill();
+        status
+    };
+    let ((out, err), status) = tokio::join!(reading, waiting);
+    (out, err, status)
 }
 
 /// The plugin's process group (it leads it: `process_group(0)`), so a timeout or the
@@ -227,5 +239,110 @@ fn truncate(text: &str) -> String {
     match text.char_indices().nth(STDERR_KEPT) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+
+    pub(in crate::credentials) fn script_plugin(dir: &Path, body: &str) -> PluginSpec {
+        let binary = dir.join("plugin");
+        std::fs::write(&binary, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+        PluginSpec {
+            name: "plugin".into(),
+            binary,
+            match_images: vec!["*.registry.io".into()],
+            default_cache_duration: Duration::from_secs(60),
+            api_version: "credentialprovider.kubelet.k8s.io/v1".into(),
+            args: vec![],
+            env: vec![],
+        }
+    }
+
+    async fn run_script(body: &str, timeout: Duration) -> Result<PluginResponse, PluginError> {
+        let dir = tempfile::tempdir().unwrap();
+        run_plugin(&script_plugin(dir.path(), body), "a.registry.io/x", timeout).await
+    }
+
+    const GOOD: &str = r#"cat >/dev/null; echo '{"kind":"CredentialProviderResponse","apiVersion":"credentialprovider.kubelet.k8s.io/v1","cacheKeyType":"Registry","auth":{"*.registry.io":{"username":"u","password":"p"}}}'"#;
+
+    #[tokio::test]
+    async fn plugin_protocol_edge_cases_give_clear_errors_and_never_hang() {
+        let second = Duration::from_secs(1);
+        assert!(run_script(GOOD, second).await.is_ok());
+        let cases: [(&str, &str); 6] = [
+            (
+                &GOOD.replace("CredentialProviderResponse", "WrongKind"),
+                "kind \"WrongKind\"",
+            ),
+            (
+                &GOOD.replace("kubelet.k8s.io/v1\"", "kubelet.k8s.io/v1beta1\""),
+                "does not match the provider's",
+            ),
+            ("echo '{not json'", "JSON error at line 1"),
+            (
+                &GOOD.replace("\"cacheKeyType\":\"Registry\",", ""),
+                "cacheKeyType is required",
+            ),
+            ("head -c 2000000 /dev/zero", "more than 1048576 bytes"),
+            (
+                "echo 'token endpoint refused us' >&2; exit 1",
+                "token endpoint refused us",
+            ),
+        ];
+        for (body, expected) in cases {
+            let err = run_script(body, second).await.unwrap_err().to_string();
+            assert!(err.contains(expected), "{body}: {err}");
+        }
+        let started = std::time::Instant::now();
+        let err = run_script("sleep 30", Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, PluginError::Timeout(_)), "{err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "killed, not waited for"
+        );
+    }
+
+    /// True while `pid` is a live (not zombie) process.
+    fn running(pid: &str) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|stat| !stat.split(") ").nth(1).unwrap_or("").starts_with('Z'))
+            .unwrap_or(false)
+    }
+
+    #[tokio::test]
+    async fn forked_helpers_never_outlive_their_plugin_nor_hold_it_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let pids = dir.path().join("pids");
+        let second = Duration::from_secs(2);
+        // A helper keeps the plugin's stdout open after the plugin answered and exited.
+        let lingering = format!("sleep 30 & echo $! >> {}; {GOOD}", pids.display());
+        let started = std::time::Instant::now();
+        let answer = run_script(&lingering, second).await;
+        assert!(answer.is_ok(), "{answer:?}");
+        assert!(started.elapsed() < second, "not held open by the helper");
+        // A plugin that hangs with a helper: the timeout ends both.
+        let hanging = format!("sleep 30 & echo $! >> {}; sleep 30", pids.display());
+        let err = run_script(&hanging, Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, PluginError::Timeout(_)), "{err}");
+        // A plugin that closes stdout and keeps running.
+        let closed = "exec >&-; sleep 30";
+        let err = run_script(closed, Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, PluginError::Timeout(_)), "{err}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let pids = std::fs::read_to_string(&pids).unwrap();
+        for pid in pids.lines() {
+            assert!(!running(pid), "helper {pid} outlived its plugin");
+        }
     }
 }

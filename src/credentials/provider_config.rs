@@ -138,21 +138,8 @@ fn validate_entry(
             PROVIDER_VERSIONS.join(", ")
         ));
     }
-    let default_cache_duration = match entry
-        .default_cache_duration
-        .as_deref()
-        .map(parse_go_duration)
-    {
-        Some(Ok(duration)) => duration,
-        Some(Err(e)) => {
-            problems.push(format!("{at}.defaultCacheDuration: {e}"));
-            Duration::ZERO
-        }
-        None => {
-            problems.push(format!("{at}.defaultCacheDuration: is required"));
-            Duration::ZERO
-        }
-    };
+    let default_cache_duration =
+        default_cache_duration(entry.default_cache_duration.as_deref(), at, problems);
     let binary = bin_dir.join(&entry.name);
     if !entry.name.is_empty() {
         check_executable(&binary, at, problems);
@@ -166,6 +153,20 @@ fn validate_entry(
         args: entry.args,
         env: entry.env.into_iter().map(|e| (e.name, e.value)).collect(),
     })
+}
+
+fn default_cache_duration(text: Option<&str>, at: &str, problems: &mut Vec<String>) -> Duration {
+    match text.map(parse_go_duration) {
+        Some(Ok(duration)) => duration,
+        Some(Err(e)) => {
+            problems.push(format!("{at}.defaultCacheDuration: {e}"));
+            Duration::ZERO
+        }
+        None => {
+            problems.push(format!("{at}.defaultCacheDuration: is required"));
+            Duration::ZERO
+        }
+    }
 }
 
 fn check_executable(binary: &Path, at: &str, problems: &mut Vec<String>) {

@@ -1,11 +1,10 @@
-use super::exec::{decode_response, run_plugin, PluginError};
+use super::exec::decode_response;
+use super::exec::tests::script_plugin;
 use super::keyring::Keyring;
 use super::matching::url_matches;
 use super::provider::{cache_key, GLOBAL_CACHE_KEY};
-use super::provider_config::PluginSpec;
 use super::*;
 use serde_json::Value;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 fn vectors() -> Value {
@@ -161,107 +160,6 @@ fn secrets_are_redacted_and_decode_errors_never_quote_values() {
         .unwrap_err()
         .to_string();
     assert!(!err.contains("12345678"), "{err}");
-}
-
-fn script_plugin(dir: &Path, body: &str) -> PluginSpec {
-    let binary = dir.join("plugin");
-    std::fs::write(&binary, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
-    PluginSpec {
-        name: "plugin".into(),
-        binary,
-        match_images: vec!["*.registry.io".into()],
-        default_cache_duration: Duration::from_secs(60),
-        api_version: "credentialprovider.kubelet.k8s.io/v1".into(),
-        args: vec![],
-        env: vec![],
-    }
-}
-
-async fn run_script(
-    body: &str,
-    timeout: Duration,
-) -> Result<super::exec::PluginResponse, PluginError> {
-    let dir = tempfile::tempdir().unwrap();
-    run_plugin(&script_plugin(dir.path(), body), "a.registry.io/x", timeout).await
-}
-
-const GOOD: &str = r#"cat >/dev/null; echo '{"kind":"CredentialProviderResponse","apiVersion":"credentialprovider.kubelet.k8s.io/v1","cacheKeyType":"Registry","auth":{"*.registry.io":{"username":"u","password":"p"}}}'"#;
-
-#[tokio::test]
-async fn plugin_protocol_edge_cases_give_clear_errors_and_never_hang() {
-    let second = Duration::from_secs(1);
-    assert!(run_script(GOOD, second).await.is_ok());
-    let cases: [(&str, &str); 6] = [
-        (
-            &GOOD.replace("CredentialProviderResponse", "WrongKind"),
-            "kind \"WrongKind\"",
-        ),
-        (
-            &GOOD.replace("kubelet.k8s.io/v1\"", "kubelet.k8s.io/v1beta1\""),
-            "does not match the provider's",
-        ),
-        ("echo '{not json'", "JSON error at line 1"),
-        (
-            &GOOD.replace("\"cacheKeyType\":\"Registry\",", ""),
-            "cacheKeyType is required",
-        ),
-        ("head -c 2000000 /dev/zero", "more than 1048576 bytes"),
-        (
-            "echo 'token endpoint refused us' >&2; exit 1",
-            "token endpoint refused us",
-        ),
-    ];
-    for (body, expected) in cases {
-        let err = run_script(body, second).await.unwrap_err().to_string();
-        assert!(err.contains(expected), "{body}: {err}");
-    }
-    let started = std::time::Instant::now();
-    let err = run_script("sleep 30", Duration::from_millis(300))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, PluginError::Timeout(_)), "{err}");
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "killed, not waited for"
-    );
-}
-
-/// True while `pid` is a live (not zombie) process.
-fn running(pid: &str) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|stat| !stat.split(") ").nth(1).unwrap_or("").starts_with('Z'))
-        .unwrap_or(false)
-}
-
-#[tokio::test]
-async fn forked_helpers_never_outlive_their_plugin_nor_hold_it_open() {
-    let dir = tempfile::tempdir().unwrap();
-    let pids = dir.path().join("pids");
-    let second = Duration::from_secs(2);
-    // A helper keeps the plugin's stdout open after the plugin answered and exited.
-    let lingering = format!("sleep 30 & echo $! >> {}; {GOOD}", pids.display());
-    let started = std::time::Instant::now();
-    let answer = run_script(&lingering, second).await;
-    assert!(answer.is_ok(), "{answer:?}");
-    assert!(started.elapsed() < second, "not held open by the helper");
-    // A plugin that hangs with a helper: the timeout ends both.
-    let hanging = format!("sleep 30 & echo $! >> {}; sleep 30", pids.display());
-    let err = run_script(&hanging, Duration::from_millis(300))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, PluginError::Timeout(_)), "{err}");
-    // A plugin that closes stdout and keeps running.
-    let closed = "exec >&-; sleep 30";
-    let err = run_script(closed, Duration::from_millis(300))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, PluginError::Timeout(_)), "{err}");
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let pids = std::fs::read_to_string(&pids).unwrap();
-    for pid in pids.lines() {
-        assert!(!running(pid), "helper {pid} outlived its plugin");
-    }
 }
 
 #[tokio::test]

@@ -73,6 +73,18 @@ fn error_response(path: &str, err: CallError) -> Response<Body> {
     answer::status_response(&status)
 }
 
+/// HTTP/2 as a grpc-go server speaks it: no `date` header, no stream limit, 16 MiB of
+/// headers.
+fn http2_server() -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new()).http2_only();
+    builder
+        .http2()
+        .auto_date_header(false)
+        .max_concurrent_streams(None)
+        .max_header_list_size(16 * 1024 * 1024);
+    builder
+}
+
 /// Accepts connections until `shutdown` resolves, then lets in-flight calls finish for
 /// up to `grace`.
 pub async fn serve(
@@ -82,12 +94,7 @@ pub async fn serve(
     grace: Duration,
 ) {
     let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new()).http2_only();
-    builder
-        .http2()
-        .auto_date_header(false)
-        .max_concurrent_streams(None)
-        .max_header_list_size(16 * 1024 * 1024);
+    let builder = http2_server();
     tokio::pin!(shutdown);
     loop {
         let stream = tokio::select! {
