@@ -27,7 +27,7 @@ fn image_list(ids: &[String]) -> cri::ListImagesResponse {
 }
 
 /// A fake that answers ListImages with `ids`, pulls with "sha256:pulled", the rest OK.
-async fn simple_fake(ids: &[&str]) -> FakeBackend {
+pub(crate) async fn simple_fake(ids: &[&str]) -> FakeBackend {
     let ids: std::sync::Arc<Vec<String>> =
         std::sync::Arc::new(ids.iter().map(|s| s.to_string()).collect());
     FakeBackend::start(handler(move |call| {
@@ -52,7 +52,7 @@ async fn simple_fake(ids: &[&str]) -> FakeBackend {
     .await
 }
 
-async fn shim_in_front_of(fake: &FakeBackend) -> Shim {
+pub(crate) async fn shim_in_front_of(fake: &FakeBackend) -> Shim {
     Shim::start(&backend_toml(
         "fake",
         "containerd",
@@ -64,7 +64,7 @@ async fn shim_in_front_of(fake: &FakeBackend) -> Shim {
     .await
 }
 
-fn pull_request(image: &str, handler: &str) -> cri::PullImageRequest {
+pub(crate) fn pull_request(image: &str, handler: &str) -> cri::PullImageRequest {
     cri::PullImageRequest {
         image: Some(cri::ImageSpec {
             image: image.into(),
@@ -363,96 +363,5 @@ async fn backend_errors_reach_the_caller_verbatim() {
     assert_eq!(
         err.message(),
         "SignatureValidationFailed: image signature invalid"
-    );
-}
-
-#[tokio::test]
-async fn shutdown_drains_in_flight_calls_and_removes_the_socket() {
-    let fake = FakeBackend::start(handler(|_| async {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        reply(&cri::VersionResponse {
-            version: "slow".into(),
-            ..Default::default()
-        })
-    }))
-    .await;
-    let mut shim = shim_in_front_of(&fake).await;
-    let client = shim.client.clone();
-    let in_flight = tokio::spawn(async move {
-        client
-            .call::<_, cri::VersionResponse>(
-                "/runtime.v1.RuntimeService/Version",
-                cri::VersionRequest::default(),
-            )
-            .await
-    });
-    // Stop once the call is in flight at the backend.
-    while fake.calls.lock().unwrap().is_empty() {
-        tokio::task::yield_now().await;
-    }
-    shim.stop().await;
-    assert_eq!(in_flight.await.unwrap().unwrap().version, "slow");
-    assert!(!shim.socket.exists(), "socket removed");
-}
-
-#[tokio::test]
-async fn credentials_reload_without_rebinding_and_bad_reloads_keep_the_old_ones() {
-    let fake = simple_fake(&[]).await;
-    let shim = shim_in_front_of(&fake).await;
-    let pull = || {
-        shim.client.call::<_, cri::PullImageResponse>(
-            paths::PULL_IMAGE,
-            pull_request("registry.example.com/app:v1", ""),
-        )
-    };
-    let last_user = || {
-        let calls = fake.calls_to(paths::PULL_IMAGE);
-        let request: cri::PullImageRequest = calls.last().unwrap().decode();
-        request.auth.map(|a| a.username).unwrap_or_default()
-    };
-    pull().await.unwrap();
-    assert_eq!(last_user(), "", "anonymous before any credentials");
-
-    let dir = tempfile::tempdir().unwrap();
-    let config_json = dir.path().join("config.json");
-    std::fs::write(
-        &config_json,
-        r#"{"auths": {"registry.example.com": {"username": "u", "password": "p"}}}"#,
-    )
-    .unwrap();
-    let reload = |text: String| {
-        let config = imageshim::config::Config::parse(&format!(
-            "{}[credentials]\n{text}",
-            backend_toml("fake", "containerd", &fake.socket, true, &[], "")
-        ))
-        .unwrap();
-        shim.running
-            .as_ref()
-            .unwrap()
-            .reload_credentials(&config.credentials)
-    };
-    reload(format!(
-        "docker_config = [{:?}]\n",
-        config_json.display().to_string()
-    ))
-    .unwrap();
-    pull().await.unwrap();
-    assert_eq!(last_user(), "u", "reloaded credentials are injected");
-    let forwarded: cri::PullImageRequest =
-        fake.calls_to(paths::PULL_IMAGE).last().unwrap().decode();
-    assert_eq!(
-        forwarded.auth.unwrap().server_address,
-        "",
-        "no server_address is injected"
-    );
-
-    let err = reload("provider_config = \"/no/such.yaml\"\nprovider_bin_dir = \"/no\"\n".into())
-        .unwrap_err();
-    assert!(format!("{err:#}").contains("/no/such.yaml"), "{err:#}");
-    pull().await.unwrap();
-    assert_eq!(
-        last_user(),
-        "u",
-        "a bad reload leaves the previous credentials in force"
     );
 }

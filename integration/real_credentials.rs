@@ -14,7 +14,7 @@ use imageshim::cri::{self, paths};
 use tonic::Code;
 
 /// Everything imageshim logs in this test binary, at trace level.
-fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
+pub(crate) fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
     static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
     LOGS.get_or_init(|| {
         let logs = Arc::new(Mutex::new(Vec::new()));
@@ -41,7 +41,7 @@ impl Write for LogWriter {
     }
 }
 
-fn assert_no_secret_logged(env: &RealEnv) {
+pub(crate) fn assert_no_secret_logged(env: &RealEnv) {
     let logs = captured_logs();
     let logs = logs.lock().unwrap();
     assert!(
@@ -97,13 +97,13 @@ fn plugin_runs(dir: &Path) -> usize {
         .count()
 }
 
-async fn shim_with(env: &RealEnv, extra: &str) -> Shim {
+pub(crate) async fn shim_with(env: &RealEnv, extra: &str) -> Shim {
     captured_logs();
     let backend = env.containerd_backend("");
     Shim::start(&format!("log_level = \"trace\"\n{backend}{extra}")).await
 }
 
-fn push_private(env: &RealEnv, repo: &str) -> String {
+pub(crate) fn push_private(env: &RealEnv, repo: &str) -> String {
     oci::build_and_push(
         &env.auth_registry,
         repo,
@@ -150,7 +150,7 @@ async fn a_plugin_supplies_credentials_that_direct_containerd_lacks() {
     assert_no_secret_logged(&env);
 }
 
-fn write_docker_config(path: &Path, entries: &[(String, &str, &str)]) {
+pub(crate) fn write_docker_config(path: &Path, entries: &[(String, &str, &str)]) {
     let auths: serde_json::Map<String, serde_json::Value> = entries
         .iter()
         .map(|(key, user, password)| {
@@ -317,196 +317,4 @@ async fn a_request_with_its_own_auth_is_used_alone() {
         0,
         "no resolution for a request with its own auth"
     );
-}
-
-const MARKER: &str = "PLUGIN-OUTPUT-7f3a";
-
-/// Credential plugins that fail in every way the issue lists, by name.
-fn faulty_plugins(pidfile: &Path) -> Vec<(&'static str, String)> {
-    let answer = |kind: &str, api: &str, duration: &str| {
-        format!(
-            "cat >/dev/null; echo '{{\"kind\":\"{kind}\",\"apiVersion\":\"credentialprovider.kubelet.k8s.io/{api}\",\"cacheKeyType\":\"Registry\",\"cacheDuration\":\"{duration}\",\"auth\":{{\"x\":{{\"username\":\"u\",\"password\":\"{MARKER}\"}}}}}}'"
-        )
-    };
-    vec![
-        ("hangs", "cat >/dev/null; sleep 600".into()),
-        ("crashes", "cat >/dev/null; kill -SEGV $$".into()),
-        ("garbage", format!("cat >/dev/null; echo '{MARKER} {{{{{{'")),
-        ("huge", "cat >/dev/null; head -c 104857600 /dev/zero".into()),
-        (
-            "wrong-api",
-            answer("CredentialProviderResponse", "v1beta1", "1m"),
-        ),
-        ("wrong-kind", answer("Nope", "v1", "1m")),
-        (
-            "overflow",
-            answer("CredentialProviderResponse", "v1", "99999999999999999999h"),
-        ),
-        (
-            "forks",
-            format!(
-                "cat >/dev/null; sleep 600 & echo $! > {}; echo '{MARKER}'",
-                pidfile.display()
-            ),
-        ),
-    ]
-}
-
-/// A provider config with every faulty plugin and, when `good`, the test plugin last.
-fn faulty_credentials(dir: &Path, env: &RealEnv, good: bool) -> String {
-    let bin = dir.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let mut yaml =
-        "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n"
-            .to_string();
-    let mut provider = |name: &str| {
-        yaml += &format!(
-            "  - name: {name}\n    matchImages: [\"{registry}\"]\n    defaultCacheDuration: \"0s\"\n    apiVersion: credentialprovider.kubelet.k8s.io/v1\n    env:\n      - {{name: PLUGIN_MATCH, value: \"{registry}\"}}\n      - {{name: PLUGIN_USER, value: \"{user}\"}}\n      - {{name: PLUGIN_PASSWORD, value: \"{password}\"}}\n",
-            registry = env.auth_registry,
-            user = env.auth_user,
-            password = env.auth_password,
-        );
-    };
-    for (name, body) in faulty_plugins(&dir.join("grandchild.pid")) {
-        let path = bin.join(name);
-        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
-        provider(name);
-    }
-    if good {
-        let source =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/plugins/test-credential-plugin");
-        std::fs::copy(source, bin.join("good")).unwrap();
-        provider("good");
-    }
-    let config = dir.join(if good {
-        "with-good.yaml"
-    } else {
-        "faulty.yaml"
-    });
-    std::fs::write(&config, yaml).unwrap();
-    format!(
-        "[credentials]\nprovider_config = {:?}\nprovider_bin_dir = {:?}\nexec_timeout = \"1s\"\n",
-        config.display().to_string(),
-        bin.display().to_string()
-    )
-}
-
-#[tokio::test]
-async fn faulty_plugins_fail_clearly_leave_nothing_behind_and_the_pull_goes_on() {
-    let Some((env, _turn)) = RealEnv::acquire(module_path!()).await else {
-        return;
-    };
-    let image = push_private(&env, "private/faulty-plugins");
-    let dir = tempfile::tempdir().unwrap();
-    let shim = shim_with(&env, &faulty_credentials(dir.path(), &env, true)).await;
-    let pulled = shim.client.pull(&image).await;
-    assert!(
-        pulled.is_ok(),
-        "the good plugin after the faulty ones: {pulled:?}"
-    );
-
-    let dir = tempfile::tempdir().unwrap();
-    let shim = shim_with(&env, &faulty_credentials(dir.path(), &env, false)).await;
-    let started = Instant::now();
-    let err = shim.client.pull(&image).await.unwrap_err();
-    assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "{:?}",
-        started.elapsed()
-    );
-    let message = err.message();
-    assert!(
-        message.starts_with("failed to pull and unpack image"),
-        "{message}"
-    );
-    let expected = [
-        ("hangs", "timed out after 1s"),
-        ("crashes", "signal: 11"),
-        ("garbage", "JSON error"),
-        ("huge", "more than 1048576 bytes"),
-        ("wrong-api", "does not match the provider's"),
-        ("wrong-kind", "kind \"Nope\""),
-        ("overflow", "cacheDuration: invalid duration"),
-        ("forks", "JSON error"),
-    ];
-    for (name, reason) in expected {
-        let said = format!("credential provider \"{name}\": ");
-        let at = message
-            .find(&said)
-            .unwrap_or_else(|| panic!("{name} named: {message}"));
-        assert!(
-            message[at..].contains(reason),
-            "{name}: {reason}: {message}"
-        );
-    }
-    assert!(
-        !message.contains(MARKER),
-        "no plugin output in the error: {message}"
-    );
-    let grandchild = std::fs::read_to_string(dir.path().join("grandchild.pid")).unwrap();
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", grandchild.trim()));
-    assert!(
-        stat.map_or(true, |s| s.contains(") Z")),
-        "the forked grandchild did not outlive its plugin"
-    );
-    let logs = captured_logs();
-    let logs = String::from_utf8_lossy(&logs.lock().unwrap()).to_string();
-    assert!(!logs.contains(MARKER), "plugin output reached the logs");
-    assert_no_secret_logged(&env);
-}
-
-#[tokio::test]
-async fn a_corrupt_config_json_keeps_the_previous_credentials_with_a_warning() {
-    let Some((env, _turn)) = RealEnv::acquire(module_path!()).await else {
-        return;
-    };
-    let image = push_private(&env, "private/corrupt-config");
-    let dir = tempfile::tempdir().unwrap();
-    let config_json = dir.path().join("corrupt-test-config.json");
-    write_docker_config(
-        &config_json,
-        &[(
-            env.auth_registry.clone(),
-            &env.auth_user,
-            &env.auth_password,
-        )],
-    );
-    let extra = format!(
-        "[credentials]\ndocker_config = [{:?}]\n",
-        config_json.display().to_string()
-    );
-    let shim = shim_with(&env, &extra).await;
-    assert!(shim.client.pull(&image).await.is_ok());
-    // Half-written, as an editor or a config-management run leaves it mid-save.
-    let whole = std::fs::read_to_string(&config_json).unwrap();
-    std::fs::write(&config_json, &whole[..whole.len() / 2]).unwrap();
-    let request = cri::RemoveImageRequest {
-        image: Some(cri::ImageSpec {
-            image: image.clone(),
-            ..Default::default()
-        }),
-    };
-    let _: cri::RemoveImageResponse = shim
-        .client
-        .call(paths::REMOVE_IMAGE, request)
-        .await
-        .unwrap();
-    let pulled = shim.client.pull(&image).await;
-    assert!(
-        pulled.is_ok(),
-        "the previous credentials stay in force: {pulled:?}"
-    );
-    let logs = captured_logs();
-    let logs = String::from_utf8_lossy(&logs.lock().unwrap()).to_string();
-    let warning = logs
-        .lines()
-        .find(|l| l.contains("WARN") && l.contains("corrupt-test-config.json"))
-        .unwrap_or_else(|| panic!("a warning names the file"));
-    assert!(
-        warning.contains("previous credentials stay in force"),
-        "{warning}"
-    );
-    assert_no_secret_logged(&env);
 }
