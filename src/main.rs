@@ -16,7 +16,7 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(err) => {
-                eprintln!("{err}");
+                eprintln!("{:#}", anyhow::Error::from(err));
                 ExitCode::FAILURE
             }
         },

@@ -10,13 +10,17 @@ use crate::config::BackendKind;
 /// Why a runtime config could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoveryError {
-    #[error("cannot read runtime config {path}: {source}")]
+    #[error("cannot read runtime config {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot parse runtime config {path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    #[error("cannot parse runtime config {path}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: Box<toml::de::Error>,
+    },
 }
 
 /// containerd 1.x (`io.containerd.grpc.v1.cri`) and 2.x (`io.containerd.cri.v1.runtime`).
@@ -37,9 +41,9 @@ fn read_toml(path: &Path) -> Result<toml::Table, DiscoveryError> {
         source,
     })?;
     text.parse::<toml::Table>()
-        .map_err(|e| DiscoveryError::Parse {
+        .map_err(|source| DiscoveryError::Parse {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            source: Box::new(source),
         })
 }
 

@@ -26,9 +26,9 @@ pub struct Backend {
 impl Backend {
     /// A backend whose channel connects on first use and reconnects after failures.
     pub fn connect_lazy(name: &str, endpoint: &str) -> Result<Self, BackendError> {
-        let path = unix_socket_path(endpoint).map_err(|reason| BackendError::Endpoint {
+        let path = unix_socket_path(endpoint).map_err(|source| BackendError::Endpoint {
             backend: name.to_string(),
-            reason,
+            source,
         })?;
         Ok(Backend {
             name: name.to_string(),
@@ -46,11 +46,16 @@ impl Backend {
 /// Why a backend set could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
-    #[error("backend {backend}: {reason}")]
-    Endpoint { backend: String, reason: String },
-    #[error("backend {backend}: {source}")]
+    #[error("backend {backend}")]
+    Endpoint {
+        backend: String,
+        #[source]
+        source: endpoint::EndpointError,
+    },
+    #[error("backend {backend}")]
     Discovery {
         backend: String,
+        #[source]
         source: discovery::DiscoveryError,
     },
     #[error("no default backend configured")]

@@ -155,13 +155,17 @@ pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
 /// Everything wrong with a configuration file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config {path}: {source}")]
+    #[error("cannot read config {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot parse config {path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    #[error("cannot parse config {path}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
     #[error("invalid config:\n  - {}", .0.join("\n  - "))]
     Invalid(Vec<String>),
 }
@@ -173,17 +177,17 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        let config = Config::parse(&text).map_err(|message| ConfigError::Parse {
+        let config = Config::parse(&text).map_err(|source| ConfigError::Parse {
             path: path.to_path_buf(),
-            message,
+            source,
         })?;
         config.validate()?;
         Ok(config)
     }
 
     /// Parses TOML text without validating it.
-    pub fn parse(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+    pub fn parse(text: &str) -> Result<Config, toml::de::Error> {
+        toml::from_str(text)
     }
 
     /// Reports every problem at once, each naming its key.

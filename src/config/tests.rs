@@ -32,9 +32,13 @@ fn defaults_apply_when_keys_are_missing() {
 
 #[test]
 fn unknown_keys_are_refused_by_name() {
-    let err = Config::parse(&format!("sockett = \"/x\"\n{MINIMAL}")).unwrap_err();
+    let err = Config::parse(&format!("sockett = \"/x\"\n{MINIMAL}"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("sockett"), "{err}");
-    let err = Config::parse(&format!("{MINIMAL}handler = []\n")).unwrap_err();
+    let err = Config::parse(&format!("{MINIMAL}handler = []\n"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("handler"), "{err}");
 }
 
@@ -96,10 +100,13 @@ fn cap_rules_follow_the_kubelet() {
 
 #[test]
 fn bad_durations_and_kinds_name_the_value() {
-    let err = Config::parse(&format!("shutdown_grace = \"soon\"\n{MINIMAL}")).unwrap_err();
+    let err = Config::parse(&format!("shutdown_grace = \"soon\"\n{MINIMAL}"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("soon"), "{err}");
-    let err =
-        Config::parse(&MINIMAL.replace("kind = \"containerd\"", "kind = \"docker\"")).unwrap_err();
+    let err = Config::parse(&MINIMAL.replace("kind = \"containerd\"", "kind = \"docker\""))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("docker"), "{err}");
 }
 

@@ -8,10 +8,15 @@ use std::time::Duration;
 /// Go's limit: a duration is an int64 count of nanoseconds.
 const MAX_NANOS: u128 = i64::MAX as u128;
 
+/// A string that is not a Go duration (or one past Go's limit).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid duration {0:?}")]
+pub struct DurationError(pub String);
+
 /// Parses a Go duration; negative or overflowing durations are refused, as Go refuses
 /// them. Exact integer arithmetic: nothing from outside can make it panic.
-pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("invalid duration {text:?}");
+pub fn parse_go_duration(text: &str) -> Result<Duration, DurationError> {
+    let bad = || DurationError(text.to_string());
     if text == "0" {
         return Ok(Duration::ZERO);
     }

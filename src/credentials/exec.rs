@@ -13,7 +13,7 @@ use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
-use super::duration::parse_go_duration;
+use super::duration::{parse_go_duration, DurationError};
 use super::keyring::Keyring;
 use super::provider_config::PluginSpec;
 use super::RegistryCredential;
@@ -40,8 +40,8 @@ pub struct PluginResponse {
 /// Why a plugin gave no credentials.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PluginError {
-    #[error("cannot start plugin: {0}")]
-    Spawn(String),
+    #[error("cannot run plugin")]
+    Spawn(#[source] std::sync::Arc<std::io::Error>),
     #[error("plugin timed out after {0:?} and was killed")]
     Timeout(Duration),
     #[error("plugin exited with {status}; stderr: {stderr:?}")]
@@ -50,6 +50,8 @@ pub enum PluginError {
     StdoutTooLarge,
     #[error("plugin response is not valid: {0}")]
     Invalid(String),
+    #[error("plugin response is not valid: cacheDuration")]
+    CacheDuration(#[source] DurationError),
 }
 
 #[derive(Deserialize)]
@@ -98,10 +100,7 @@ pub fn decode_response(stdout: &[u8], api_version: &str) -> Result<PluginRespons
     }
     let cache_key_type = cache_key_type(raw.cache_key_type.as_deref())?;
     let cache_duration = match raw.cache_duration.as_deref() {
-        Some(text) => Some(
-            parse_go_duration(text)
-                .map_err(|e| PluginError::Invalid(format!("cacheDuration: {e}")))?,
-        ),
+        Some(text) => Some(parse_go_duration(text).map_err(PluginError::CacheDuration)?),
         None => None,
     };
     let mut keyring = Keyring::default();
@@ -147,7 +146,7 @@ pub async fn run_plugin(
         .process_group(0)
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| PluginError::Spawn(e.to_string()))?;
+        .map_err(|e| PluginError::Spawn(e.into()))?;
     let group = ProcessGroup(child.id());
     let request = serde_json::json!({
         "apiVersion": spec.api_version,
@@ -163,7 +162,7 @@ pub async fn run_plugin(
             return Err(PluginError::Timeout(timeout));
         }
     };
-    let status = status.map_err(|e| PluginError::Spawn(e.to_string()))?;
+    let status = status.map_err(|e| PluginError::Spawn(e.into()))?;
     if !status.success() {
         return Err(PluginError::Exit {
             status: status.to_string(),

@@ -70,8 +70,17 @@ pub struct CredentialSources {
 #[derive(Debug, Default)]
 pub struct Resolution {
     pub candidates: Vec<RegistryCredential>,
-    /// One line per failed plugin: name and reason (no secrets).
-    pub failures: Vec<String>,
+    /// The plugins that failed, each with its error (no secrets).
+    pub failures: Vec<ProviderFailure>,
+}
+
+/// A credential provider that gave no credentials, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("credential provider {provider:?}")]
+pub struct ProviderFailure {
+    pub provider: String,
+    #[source]
+    pub error: exec::PluginError,
 }
 
 impl Resolution {
@@ -149,10 +158,10 @@ impl Resolver {
                 Ok(credentials) => found.extend(credentials),
                 Err(err) => {
                     tracing::warn!(provider = %provider.spec.name, error = %err, "credential provider failed");
-                    resolution.failures.push(format!(
-                        "credential provider {:?}: {err}",
-                        provider.spec.name
-                    ));
+                    resolution.failures.push(ProviderFailure {
+                        provider: provider.spec.name.clone(),
+                        error: err,
+                    });
                 }
             }
         }

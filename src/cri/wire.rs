@@ -20,8 +20,12 @@ pub enum WireError {
     TrailingBytes,
     #[error("message of {0} bytes exceeds the 16 MiB limit")]
     TooLarge(usize),
-    #[error("malformed protobuf: {0}")]
-    Malformed(String),
+    #[error("malformed protobuf")]
+    Malformed(#[from] prost::DecodeError),
+    #[error("malformed protobuf: a field runs past the end")]
+    FieldPastEnd,
+    #[error("malformed protobuf: unsupported wire type {0}")]
+    UnsupportedWireType(u64),
 }
 
 /// Wraps one message in a gRPC length-prefixed frame (uncompressed).
@@ -75,7 +79,7 @@ struct RawField<'a> {
 
 fn read_field<'a>(buf: &mut &'a [u8]) -> Result<RawField<'a>, WireError> {
     let start: &'a [u8] = buf;
-    let malformed = |e: prost::DecodeError| WireError::Malformed(e.to_string());
+    let malformed = WireError::Malformed;
     let key = decode_varint(buf).map_err(malformed)?;
     let number = (key >> 3) as u32;
     let payload = match key & 7 {
@@ -95,11 +99,7 @@ fn read_field<'a>(buf: &mut &'a [u8]) -> Result<RawField<'a>, WireError> {
             take(buf, 4)?;
             None
         }
-        other => {
-            return Err(WireError::Malformed(format!(
-                "unsupported wire type {other}"
-            )))
-        }
+        other => return Err(WireError::UnsupportedWireType(other)),
     };
     let used = start.len() - buf.len();
     Ok(RawField {
@@ -111,7 +111,7 @@ fn read_field<'a>(buf: &mut &'a [u8]) -> Result<RawField<'a>, WireError> {
 
 fn take<'a>(buf: &mut &'a [u8], len: usize) -> Result<&'a [u8], WireError> {
     if buf.len() < len {
-        return Err(WireError::Malformed("field runs past the end".into()));
+        return Err(WireError::FieldPastEnd);
     }
     let (head, tail) = buf.split_at(len);
     *buf = tail;

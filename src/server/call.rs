@@ -51,7 +51,7 @@ where
     let mut body = std::pin::pin!(body);
     let mut framed = bytes::BytesMut::new();
     while let Some(frame) = body.as_mut().frame().await {
-        let frame = frame.map_err(|err| CallError::Body(err.to_string()))?;
+        let frame = frame.map_err(|err| CallError::Body(err.into()))?;
         let Ok(data) = frame.into_data() else {
             continue;
         };

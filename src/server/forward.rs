@@ -37,7 +37,7 @@ pub async fn forward(
         CallError::Unavailable {
             backend: backend.name.clone(),
             endpoint: backend.endpoint.clone(),
-            reason: error_chain(&err),
+            source: err.into(),
         }
     })
 }
@@ -129,17 +129,6 @@ pub fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
         "n" => Duration::from_nanos(value),
         _ => return None,
     })
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

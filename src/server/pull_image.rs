@@ -17,7 +17,7 @@ use super::forward::{forward, grpc_timeout, rebuild_request, CollectedResponse};
 use super::status::{self, CallError};
 use super::ServerState;
 use crate::backend::Backend;
-use crate::credentials::{RegistryCredential, Resolver};
+use crate::credentials::{ProviderFailure, RegistryCredential, Resolver};
 use crate::cri::wire;
 use crate::cri::CredentialFingerprint;
 use crate::cri::PullImageRequest;
@@ -151,7 +151,7 @@ impl PullAttempt {
 }
 
 /// A failed anonymous pull also says which credential plugins failed.
-fn note_plugin_failures(answer: PullAnswer, failures: &[String]) -> PullAnswer {
+fn note_plugin_failures(answer: PullAnswer, failures: &[ProviderFailure]) -> PullAnswer {
     if failures.is_empty() || answer.is_success() {
         return answer;
     }

@@ -99,7 +99,7 @@ fn check_listening_unix_socket(fd: RawFd) -> Result<(), SocketError> {
 pub enum SocketError {
     #[error("something is already serving on {0}; refusing to start")]
     InUse(PathBuf),
-    #[error("cannot prepare socket {path}: {source}")]
+    #[error("cannot prepare socket {path}")]
     Io {
         path: PathBuf,
         source: std::io::Error,

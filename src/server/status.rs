@@ -4,30 +4,37 @@
 use tonic::{Code, Status};
 
 use crate::backend::RouteError;
+use crate::credentials::ProviderFailure;
 use crate::cri::wire::WireError;
 use crate::reference::ReferenceError;
 
-/// Everything an intercepted or forwarded call can fail with.
+/// Any error, as a cause.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Everything an intercepted or forwarded call can fail with. Causes are `#[source]`s;
+/// a status message is the whole chain (`chain`).
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
-    #[error("invalid image reference {image:?}: {source}")]
+    #[error("invalid image reference {image:?}")]
     Reference {
         image: String,
+        #[source]
         source: ReferenceError,
     },
-    #[error("{0}")]
+    #[error(transparent)]
     Route(#[from] RouteError),
-    #[error("cannot read request: {0}")]
+    #[error("cannot read request")]
     Wire(#[from] WireError),
-    #[error("cannot decode request: {0}")]
+    #[error("cannot decode request")]
     Decode(#[from] prost::DecodeError),
-    #[error("cannot read request body: {0}")]
-    Body(String),
-    #[error("backend {backend} ({endpoint}) is unavailable: {reason}")]
+    #[error("cannot read request body")]
+    Body(#[source] BoxError),
+    #[error("backend {backend} ({endpoint}) is unavailable")]
     Unavailable {
         backend: String,
         endpoint: String,
-        reason: String,
+        #[source]
+        source: BoxError,
     },
     #[error("deadline exceeded")]
     DeadlineExceeded,
@@ -54,9 +61,21 @@ impl CallError {
     pub fn into_status(self) -> Status {
         match self {
             CallError::Status(status) => status,
-            other => Status::new(other.code(), other.to_string()),
+            other => Status::new(other.code(), chain(&other)),
         }
     }
+}
+
+/// An error and its causes, joined with ": " (as anyhow's `{:#}` prints them).
+pub fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// What every waiter of a pull gets when the pull task itself failed.
@@ -68,7 +87,8 @@ pub fn pull_task_failed(image: &str, why: &str) -> Status {
 
 /// A failed pull's status with the credential plugins that failed appended (the
 /// backend's message comes first: the kubelet matches on its prefix).
-pub fn with_plugin_failures(status: &Status, failures: &[String]) -> Status {
+pub fn with_plugin_failures(status: &Status, failures: &[ProviderFailure]) -> Status {
+    let failures: Vec<String> = failures.iter().map(|f| chain(f)).collect();
     Status::new(
         status.code(),
         format!("{}; {}", status.message(), failures.join("; ")),
