@@ -9,6 +9,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use crate::support::fake::{handler, reply, FakeBackend};
+use crate::support::frames::{frame_bytes, PREFACE};
 use crate::support::raw::raw_call;
 use crate::support::CriClient;
 use imageshim::cri::{self, paths, wire};
@@ -19,15 +20,6 @@ use tonic::Code;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_imageshim");
 const VERSION: &str = "/runtime.v1.RuntimeService/Version";
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let mut out = (payload.len() as u32).to_be_bytes()[1..].to_vec();
-    out.extend_from_slice(&[kind, flags]);
-    out.extend_from_slice(&stream.to_be_bytes());
-    out.extend_from_slice(payload);
-    out
-}
 
 fn raise_fd_limit() {
     let mut limit = libc::rlimit {
@@ -127,7 +119,7 @@ async fn hostile_clients_neither_wedge_imageshim_nor_grow_it() {
     let mut stuck = UnixStream::connect(&socket).await.unwrap();
     let mut encoder = Encoder::new();
     let mut bytes = PREFACE.to_vec();
-    bytes.extend(frame(0x4, 0, 0, &[]));
+    bytes.extend(frame_bytes(0x4, 0, 0, &[]));
     for i in 0..200u32 {
         let path = if i % 2 == 0 {
             paths::PULL_IMAGE
@@ -141,7 +133,7 @@ async fn hostile_clients_neither_wedge_imageshim_nor_grow_it() {
             (b":authority", b"localhost"),
             (b"content-type", b"application/grpc"),
         ];
-        bytes.extend(frame(0x1, 0x4, 1 + 2 * i, &encoder.encode(headers)));
+        bytes.extend(frame_bytes(0x1, 0x4, 1 + 2 * i, &encoder.encode(headers)));
     }
     stuck.write_all(&bytes).await.unwrap();
     answered_promptly(&client, Duration::from_secs(2)).await;
@@ -160,16 +152,16 @@ async fn hostile_clients_neither_wedge_imageshim_nor_grow_it() {
         let mut resetting = UnixStream::connect(&socket).await.unwrap();
         let mut encoder = Encoder::new();
         let mut bytes = PREFACE.to_vec();
-        bytes.extend(frame(0x4, 0, 0, &[]));
+        bytes.extend(frame_bytes(0x4, 0, 0, &[]));
         let headers: [(&[u8], &[u8]); 4] = [
             (b":method", b"POST"),
             (b":scheme", b"http"),
             (b":path", paths::PULL_IMAGE.as_bytes()),
             (b":authority", b"localhost"),
         ];
-        bytes.extend(frame(0x1, 0x4, 1, &encoder.encode(headers)));
-        bytes.extend(frame(0x0, 0, 1, &[0, 0, 0, 1, 0, 10]));
-        bytes.extend(frame(0x3, 0, 1, &8u32.to_be_bytes())); // RST_STREAM CANCEL
+        bytes.extend(frame_bytes(0x1, 0x4, 1, &encoder.encode(headers)));
+        bytes.extend(frame_bytes(0x0, 0, 1, &[0, 0, 0, 1, 0, 10]));
+        bytes.extend(frame_bytes(0x3, 0, 1, &8u32.to_be_bytes())); // RST_STREAM CANCEL
         resetting.write_all(&bytes).await.unwrap();
         drop(resetting);
     }

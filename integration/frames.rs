@@ -8,6 +8,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::hermetic::shim_in_front_of;
 use crate::support::fake::{handler, reply, reply_status, FakeBackend, Recorded};
 use crate::support::frames::{Exchange, FrameClient};
 use crate::support::{backend_toml, pullfake, Shim};
@@ -141,15 +142,7 @@ async fn imageshims_own_errors_are_one_headers_frame_with_end_stream() {
         .await;
     assert_shape(&late, TRAILERS_ONLY, Code::DeadlineExceeded, "deadline");
 
-    let gone = Shim::start(&backend_toml(
-        "gone",
-        "containerd",
-        &dir.path().join("nothing.sock"),
-        true,
-        &[],
-        "",
-    ))
-    .await;
+    let gone = Shim::with_backend_gone(dir.path()).await;
     let mut client = FrameClient::connect(&gone.socket).await;
     for path in [
         paths::PULL_IMAGE,
@@ -253,19 +246,10 @@ async fn answers_with_a_message_are_headers_data_trailers() {
 #[tokio::test]
 async fn every_authority_the_runtimes_accept_is_served_and_the_backend_sees_localhost() {
     let backend = fake(false).await;
-    let shim = Shim::start(&backend_toml(
-        "b",
-        "containerd",
-        &backend.socket,
-        true,
-        &[],
-        "",
-    ))
-    .await;
+    let shim = shim_in_front_of(&backend).await;
     let socket_path = shim.socket.display().to_string();
     let encoded = socket_path.replace('/', "%2F");
     let version = "/runtime.v1.RuntimeService/Version";
-    let mut client = FrameClient::connect(&shim.socket).await;
     for authority in [
         Some("localhost"),
         Some(&socket_path[..]),
@@ -273,6 +257,8 @@ async fn every_authority_the_runtimes_accept_is_served_and_the_backend_sees_loca
         Some(""),
         None,
     ] {
+        // A connection per client, each sending its one authority on every call.
+        let mut client = FrameClient::connect(&shim.socket).await;
         for path in [version, paths::IMAGE_STATUS] {
             let answer = client.call(path, authority, &[], &image_status("")).await;
             assert_shape(
@@ -300,15 +286,7 @@ async fn every_authority_the_runtimes_accept_is_served_and_the_backend_sees_loca
 #[tokio::test]
 async fn nothing_else_is_loosened() {
     let backend = fake(false).await;
-    let shim = Shim::start(&backend_toml(
-        "b",
-        "containerd",
-        &backend.socket,
-        true,
-        &[],
-        "",
-    ))
-    .await;
+    let shim = shim_in_front_of(&backend).await;
     let mut client = FrameClient::connect(&shim.socket).await;
     let _ = client
         .call(paths::IMAGE_STATUS, Some("/x.sock"), &[], &image_status(""))

@@ -315,15 +315,7 @@ async fn handlers_route_to_their_backend_and_list_images_merges_all() {
 #[tokio::test]
 async fn a_backend_that_is_down_gives_unavailable_naming_it() {
     let dir = tempfile::tempdir().unwrap();
-    let shim = Shim::start(&backend_toml(
-        "gone",
-        "containerd",
-        &dir.path().join("nothing.sock"),
-        true,
-        &[],
-        "",
-    ))
-    .await;
+    let shim = Shim::with_backend_gone(dir.path()).await;
     for path in [paths::IMAGE_FS_INFO, "/runtime.v1.RuntimeService/Version"] {
         let started = std::time::Instant::now();
         let err = shim

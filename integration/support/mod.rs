@@ -44,6 +44,12 @@ impl Shim {
         }
     }
 
+    /// imageshim whose one backend ("gone") has no socket in `dir`.
+    pub async fn with_backend_gone(dir: &Path) -> Shim {
+        let socket = dir.join("nothing.sock");
+        Shim::start(&backend_toml("gone", "containerd", &socket, true, &[], "")).await
+    }
+
     pub async fn stop(&mut self) {
         if let Some(running) = self.running.take() {
             running.shutdown().await;

@@ -8,9 +8,11 @@
 //! HTTP/2 frames and, in a request header block whose `:authority` h2 would refuse,
 //! replaces that value with `localhost`. Nothing else is changed or loosened:
 //!
-//! - every byte passes unchanged until a block needs a rewrite; from then on the
+//! - the first request decides: when its `:authority` is one h2 accepts, the connection
+//!   passes raw from then on (grpc-go clients: the kubelet, crictl); when it is not, the
 //!   connection's header blocks are re-encoded as HPACK literals without indexing (the
-//!   client's dynamic table is tracked here, h2's stays empty), same fields, same order;
+//!   client's dynamic table is tracked here, h2's stays empty), same fields, same order,
+//!   with every refused `:authority` replaced;
 //! - anything this filter cannot follow (not HTTP/2, a frame out of order, an HPACK
 //!   error, an oversized block) is handed to h2 byte for byte from that point on, so h2
 //!   answers it exactly as it would without the filter.
@@ -296,7 +298,11 @@ impl AuthorityFilter {
         }
         self.reencode |= refused;
         if !self.reencode {
+            // A client sends one `:authority` on every request of a connection (grpc-go:
+            // `localhost`): when the first request needs nothing, the rest passes raw,
+            // at no cost per call.
             out.extend_from_slice(&block.raw);
+            self.phase = Phase::Raw;
             return;
         }
         let encoded = encode_literals(&self.fields);
