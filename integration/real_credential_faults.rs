@@ -7,7 +7,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::real_credentials::{
-    assert_no_secret_logged, captured_logs, push_private, shim_with, write_docker_config,
+    assert_no_secret_logged, captured_logs, private_setup, shim_with, shim_with_docker_config,
+    write_docker_config,
 };
 use crate::support::RealEnv;
 use imageshim::cri::{self, paths};
@@ -88,11 +89,11 @@ fn faulty_credentials(dir: &Path, env: &RealEnv, good: bool) -> String {
 
 #[tokio::test]
 async fn faulty_plugins_fail_clearly_leave_nothing_behind_and_the_pull_goes_on() {
-    let Some((env, _turn)) = RealEnv::acquire(module_path!()).await else {
+    let Some((env, _turn, image, dir)) =
+        private_setup(module_path!(), "private/faulty-plugins").await
+    else {
         return;
     };
-    let image = push_private(&env, "private/faulty-plugins");
-    let dir = tempfile::tempdir().unwrap();
     let shim = shim_with(&env, &faulty_credentials(dir.path(), &env, true)).await;
     let pulled = shim.client.pull(&image).await;
     assert!(
@@ -152,11 +153,11 @@ async fn faulty_plugins_fail_clearly_leave_nothing_behind_and_the_pull_goes_on()
 
 #[tokio::test]
 async fn a_corrupt_config_json_keeps_the_previous_credentials_with_a_warning() {
-    let Some((env, _turn)) = RealEnv::acquire(module_path!()).await else {
+    let Some((env, _turn, image, dir)) =
+        private_setup(module_path!(), "private/corrupt-config").await
+    else {
         return;
     };
-    let image = push_private(&env, "private/corrupt-config");
-    let dir = tempfile::tempdir().unwrap();
     let config_json = dir.path().join("corrupt-test-config.json");
     write_docker_config(
         &config_json,
@@ -166,11 +167,7 @@ async fn a_corrupt_config_json_keeps_the_previous_credentials_with_a_warning() {
             &env.auth_password,
         )],
     );
-    let extra = format!(
-        "[credentials]\ndocker_config = [{:?}]\n",
-        config_json.display().to_string()
-    );
-    let shim = shim_with(&env, &extra).await;
+    let shim = shim_with_docker_config(&env, &config_json).await;
     assert!(shim.client.pull(&image).await.is_ok());
     // Half-written, as an editor or a config-management run leaves it mid-save.
     let whole = std::fs::read_to_string(&config_json).unwrap();

@@ -103,6 +103,26 @@ pub(crate) async fn shim_with(env: &RealEnv, extra: &str) -> Shim {
     Shim::start(&format!("log_level = \"trace\"\n{backend}{extra}")).await
 }
 
+/// A real-credentials prologue: the services and this test's turn, a private image
+/// pushed as `repo`, and a temp dir.
+pub(crate) async fn private_setup(
+    test: &str,
+    repo: &str,
+) -> Option<(RealEnv, crate::support::RealTurn, String, tempfile::TempDir)> {
+    let (env, turn) = RealEnv::acquire(test).await?;
+    let image = push_private(&env, repo);
+    Some((env, turn, image, tempfile::tempdir().unwrap()))
+}
+
+/// imageshim reading one docker config file.
+pub(crate) async fn shim_with_docker_config(env: &RealEnv, config_json: &Path) -> Shim {
+    let extra = format!(
+        "[credentials]\ndocker_config = [{:?}]\n",
+        config_json.display().to_string()
+    );
+    shim_with(env, &extra).await
+}
+
 pub(crate) fn push_private(env: &RealEnv, repo: &str) -> String {
     oci::build_and_push(
         &env.auth_registry,
@@ -164,11 +184,10 @@ pub(crate) fn write_docker_config(path: &Path, entries: &[(String, &str, &str)])
 
 #[tokio::test]
 async fn config_json_credentials_and_a_wrong_one_before_the_right_one() {
-    let Some((env, _turn)) = RealEnv::acquire(module_path!()).await else {
+    let Some((env, _turn, image, dir)) = private_setup(module_path!(), "private/dockercfg").await
+    else {
         return;
     };
-    let image = push_private(&env, "private/dockercfg");
-    let dir = tempfile::tempdir().unwrap();
     let config_json = dir.path().join("config.json");
     // The path-specific key sorts first and is wrong; the host key is right.
     write_docker_config(
@@ -186,11 +205,7 @@ async fn config_json_credentials_and_a_wrong_one_before_the_right_one() {
             ),
         ],
     );
-    let extra = format!(
-        "[credentials]\ndocker_config = [{:?}]\n",
-        config_json.display().to_string()
-    );
-    let shim = shim_with(&env, &extra).await;
+    let shim = shim_with_docker_config(&env, &config_json).await;
     assert!(
         shim.client
             .pull(&image)
@@ -216,11 +231,9 @@ async fn config_json_credentials_and_a_wrong_one_before_the_right_one() {
 
 #[tokio::test]
 async fn a_hanging_plugin_times_out_clearly_and_the_shim_stays_healthy() {
-    let Some((env, _turn)) = RealEnv::acquire(module_path!()).await else {
+    let Some((env, _turn, image, dir)) = private_setup(module_path!(), "private/hang").await else {
         return;
     };
-    let image = push_private(&env, "private/hang");
-    let dir = tempfile::tempdir().unwrap();
     let extra = plugin_credentials(
         dir.path(),
         &env,
@@ -282,11 +295,10 @@ async fn the_plugin_runs_once_for_twenty_concurrent_pulls_under_one_registry() {
 
 #[tokio::test]
 async fn a_request_with_its_own_auth_is_used_alone() {
-    let Some((env, _turn)) = RealEnv::acquire(module_path!()).await else {
+    let Some((env, _turn, image, dir)) = private_setup(module_path!(), "private/own-auth").await
+    else {
         return;
     };
-    let image = push_private(&env, "private/own-auth");
-    let dir = tempfile::tempdir().unwrap();
     let extra = plugin_credentials(dir.path(), &env, "test-plugin", &[], "");
     let shim = shim_with(&env, &extra).await;
     let request = cri::PullImageRequest {
