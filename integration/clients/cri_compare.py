@@ -54,8 +54,11 @@ def image_calls(report, direct, shim, args):
     report.same("RemoveImage, missing image",
                 *both(IMAGE + "RemoveImage", pb.message(1, image_spec(missing))))
     report.same("PullImage, missing image", *both(IMAGE + "PullImage", pull_request(missing)))
+    # Code only: the client's 1 ms timer and the server's deadline race, directly as
+    # through imageshim, and the message is whichever side answered first.
     report.same("PullImage, 1 ms deadline",
-                *both(IMAGE + "PullImage", pull_request(f"{args.registry}/ring/slow:1"), timeout=0.001))
+                *both(IMAGE + "PullImage", pull_request(f"{args.registry}/ring/slow:1"), timeout=0.001),
+                message=False)
     report.same("PullImage, no credentials (htpasswd registry)",
                 *both(IMAGE + "PullImage", pull_request(private)))
     wrong = pb.string(1, args.auth_user) + pb.string(2, "not-the-password")
