@@ -50,9 +50,8 @@ impl RunningShim {
 
 /// Binds the socket and starts serving; returns once the socket accepts calls.
 pub async fn start(config: Config) -> anyhow::Result<RunningShim> {
-    config.validate()?;
     let backends = BackendSet::from_config(&config.backends).context("backends")?;
-    let socket = socket::open(&config.socket, &config.socket_group).await?;
+    let socket = socket::open(&config.socket, config.socket_group.as_deref()).await?;
     let (listener, owned) = (socket.listener, socket.owned);
     let pulls = Coordinator::new(PullOptions {
         permits: config.pull.permits(),

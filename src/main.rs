@@ -10,7 +10,9 @@ use imageshim::config::Config;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::CheckConfig { config } => match Config::load(&config) {
+        Command::CheckConfig { config } => match Config::load(&config)
+            .and_then(|loaded| loaded.check_credential_files().map(|()| loaded))
+        {
             Ok(_) => {
                 println!("{}: ok", config.display());
                 ExitCode::SUCCESS
@@ -32,7 +34,7 @@ fn main() -> ExitCode {
 
 fn serve(path: &std::path::Path) -> anyhow::Result<()> {
     let config = Config::load(path)?;
-    imageshim::telemetry::init_logging(&config.log_level, config.log_format);
+    imageshim::telemetry::init_logging(config.log_level, config.log_format);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(imageshim::app::run(config, path))
 }

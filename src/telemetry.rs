@@ -2,11 +2,12 @@
 
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
+use crate::config::{LogFormat, LogLevel};
 
 /// Installs the global subscriber. `IMAGESHIM_LOG` wins over the configured level.
-pub fn init_logging(level: &str, format: LogFormat) {
-    let filter = EnvFilter::try_from_env("IMAGESHIM_LOG").unwrap_or_else(|_| EnvFilter::new(level));
+pub fn init_logging(level: LogLevel, format: LogFormat) {
+    let filter =
+        EnvFilter::try_from_env("IMAGESHIM_LOG").unwrap_or_else(|_| EnvFilter::new(level.as_str()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -101,16 +101,16 @@ impl BackendSet {
         }
         let mut strict = false;
         for (index, config) in configs.iter().enumerate() {
-            if config.runtime_config.is_empty() {
+            let Some(runtime_config) = &config.runtime_config else {
                 continue;
-            }
+            };
             strict = true;
-            let found = discovery::discover(config.kind, config.runtime_config.as_ref()).map_err(
-                |source| BackendError::Discovery {
+            let found = discovery::discover(config.kind, runtime_config).map_err(|source| {
+                BackendError::Discovery {
                     backend: config.name.clone(),
                     source,
-                },
-            )?;
+                }
+            })?;
             for handler in found {
                 routes.entry(handler).or_insert(index);
             }

@@ -15,7 +15,7 @@ fn backend(
         endpoint: format!("unix:///tmp/{name}.sock"),
         default,
         handlers: handlers.iter().map(|h| h.to_string()).collect(),
-        runtime_config: runtime_config.into(),
+        runtime_config: (!runtime_config.is_empty()).then(|| runtime_config.into()),
     }
 }
 

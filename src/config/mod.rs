@@ -1,8 +1,11 @@
-//! The configuration file: serde structs (unknown keys refused), defaults, and
-//! `validate()`, which reports every problem at once naming the key. Must not touch the
-//! network; it may look at files the config names.
+//! The configuration file. Parse, don't validate: `Config::parse` and `Config::load`
+//! return only a checked config (every problem reported at once, each naming its key)
+//! whose fields carry their meaning (`Option` for "unset", a level type, a non-zero cap).
+//! Credential files are read once, when the resolver is built at start (and by
+//! `check-config` through `check_credential_files`). Must not touch the network.
 
 use serde::{Deserialize, Deserializer};
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -16,13 +19,14 @@ use crate::credentials::{CredentialSources, Resolver};
 pub struct Config {
     #[serde(default = "default_socket")]
     pub socket: PathBuf,
-    /// Group (name or numeric gid) that owns the socket; empty keeps the process's group.
-    #[serde(default)]
-    pub socket_group: String,
+    /// Group (name or numeric gid) that owns the socket; unset (`""`) keeps the
+    /// process's group.
+    #[serde(default, deserialize_with = "empty_is_none")]
+    pub socket_group: Option<String>,
     #[serde(default = "default_grace", deserialize_with = "duration")]
     pub shutdown_grace: Duration,
-    #[serde(default = "default_log_level")]
-    pub log_level: String,
+    #[serde(default)]
+    pub log_level: LogLevel,
     #[serde(default)]
     pub log_format: LogFormat,
     #[serde(default, rename = "backend")]
@@ -39,10 +43,12 @@ pub struct Config {
 pub struct CredentialsConfig {
     /// config.json / .dockercfg files, re-read when they change.
     pub docker_config: Vec<PathBuf>,
-    /// The kubelet's CredentialProviderConfig file (YAML or JSON); empty = none.
-    pub provider_config: String,
+    /// The kubelet's CredentialProviderConfig file (YAML or JSON); `""` = none.
+    #[serde(deserialize_with = "empty_path_is_none")]
+    pub provider_config: Option<PathBuf>,
     /// Where the provider config's plugin binaries live.
-    pub provider_bin_dir: String,
+    #[serde(deserialize_with = "empty_path_is_none")]
+    pub provider_bin_dir: Option<PathBuf>,
     #[serde(deserialize_with = "duration")]
     pub exec_timeout: Duration,
 }
@@ -51,8 +57,8 @@ impl Default for CredentialsConfig {
     fn default() -> Self {
         CredentialsConfig {
             docker_config: Vec::new(),
-            provider_config: String::new(),
-            provider_bin_dir: String::new(),
+            provider_config: None,
+            provider_bin_dir: None,
             exec_timeout: Duration::from_secs(60),
         }
     }
@@ -62,10 +68,33 @@ impl CredentialsConfig {
     pub fn sources(&self) -> CredentialSources {
         CredentialSources {
             docker_config: self.docker_config.clone(),
-            provider_config: (!self.provider_config.is_empty())
-                .then(|| PathBuf::from(&self.provider_config)),
-            provider_bin_dir: PathBuf::from(&self.provider_bin_dir),
+            provider_config: self.provider_config.clone(),
+            provider_bin_dir: self.provider_bin_dir.clone().unwrap_or_default(),
             exec_timeout: self.exec_timeout,
+        }
+    }
+}
+
+/// `log_level`: how much imageshim logs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    #[default]
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
         }
     }
 }
@@ -97,8 +126,9 @@ pub struct BackendConfig {
     pub default: bool,
     #[serde(default)]
     pub handlers: Vec<String>,
-    #[serde(default)]
-    pub runtime_config: String,
+    /// The runtime's own config to discover handlers from; `""` = no discovery.
+    #[serde(default, deserialize_with = "empty_path_is_none")]
+    pub runtime_config: Option<PathBuf>,
 }
 
 /// `[pull]`: the kubelet's pull cap and imageshim's merge options.
@@ -106,7 +136,9 @@ pub struct BackendConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct PullConfig {
     pub serialize_image_pulls: bool,
-    pub max_parallel_image_pulls: u32,
+    /// `0` in the file: unlimited (when not serialized).
+    #[serde(deserialize_with = "zero_is_none")]
+    pub max_parallel_image_pulls: Option<NonZeroUsize>,
     pub cancel_abandoned: bool,
     pub failure_backoff: bool,
 }
@@ -115,7 +147,7 @@ impl Default for PullConfig {
     fn default() -> Self {
         PullConfig {
             serialize_image_pulls: true,
-            max_parallel_image_pulls: 0,
+            max_parallel_image_pulls: None,
             cancel_abandoned: true,
             failure_backoff: false,
         }
@@ -127,10 +159,8 @@ impl PullConfig {
     pub fn permits(&self) -> Option<usize> {
         if self.serialize_image_pulls {
             Some(1)
-        } else if self.max_parallel_image_pulls > 0 {
-            Some(self.max_parallel_image_pulls as usize)
         } else {
-            None
+            self.max_parallel_image_pulls.map(NonZeroUsize::get)
         }
     }
 }
@@ -141,8 +171,20 @@ fn default_socket() -> PathBuf {
 fn default_grace() -> Duration {
     Duration::from_secs(30)
 }
-fn default_log_level() -> String {
-    "info".into()
+
+/// `""` in the file means unset.
+fn empty_is_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let text = String::deserialize(d)?;
+    Ok((!text.is_empty()).then_some(text))
+}
+
+fn empty_path_is_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+    Ok(empty_is_none(d)?.map(PathBuf::from))
+}
+
+/// `0` in the file means unset (the kubelet's "unlimited").
+fn zero_is_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NonZeroUsize>, D::Error> {
+    Ok(NonZeroUsize::new(usize::deserialize(d)?))
 }
 
 /// Deserializes a duration written as "30s", "1m", "1h30m".
@@ -164,8 +206,10 @@ pub enum ConfigError {
     Parse {
         path: PathBuf,
         #[source]
-        source: toml::de::Error,
+        source: Box<ConfigError>,
     },
+    #[error(transparent)]
+    Toml(#[from] toml::de::Error),
     #[error("invalid config:\n  - {}", .0.join("\n  - "))]
     Invalid(Vec<String>),
 }
@@ -177,35 +221,40 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        let config = Config::parse(&text).map_err(|source| ConfigError::Parse {
+        Config::parse(&text).map_err(|source| ConfigError::Parse {
             path: path.to_path_buf(),
-            source,
-        })?;
-        config.validate()?;
+            source: Box::new(source),
+        })
+    }
+
+    /// Parses and checks TOML text: a `Config` exists only when it is valid.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text)?;
+        config.check()?;
         Ok(config)
     }
 
-    /// Parses TOML text without validating it.
-    pub fn parse(text: &str) -> Result<Config, toml::de::Error> {
-        toml::from_str(text)
+    /// Reads the credential files the config names (config.json, the provider config
+    /// and its binaries), reporting every problem: `check-config` does this up front;
+    /// `serve` reads them once, when it builds the resolver.
+    pub fn check_credential_files(&self) -> Result<(), ConfigError> {
+        let problems: Vec<String> = Resolver::check(&self.credentials.sources())
+            .into_iter()
+            .map(|problem| format!("credentials: {problem}"))
+            .collect();
+        match problems.is_empty() {
+            true => Ok(()),
+            false => Err(ConfigError::Invalid(problems)),
+        }
     }
 
-    /// Reports every problem at once, each naming its key.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    /// Every problem at once, each naming its key.
+    fn check(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
         if !self.socket.is_absolute() {
             problems.push(format!(
                 "socket: {:?} must be an absolute path",
                 self.socket
-            ));
-        }
-        if !matches!(
-            self.log_level.as_str(),
-            "trace" | "debug" | "info" | "warn" | "error"
-        ) {
-            problems.push(format!(
-                "log_level: {:?} must be one of trace, debug, info, warn, error",
-                self.log_level
             ));
         }
         validate_backends(&self.backends, &mut problems);
@@ -250,33 +299,27 @@ fn validate_backends(backends: &[BackendConfig], problems: &mut Vec<String>) {
                 ));
             }
         }
-        if !b.runtime_config.is_empty() && !Path::new(&b.runtime_config).exists() {
-            problems.push(format!(
-                "{at}.runtime_config: {:?} does not exist",
-                b.runtime_config
-            ));
+        if let Some(path) = b.runtime_config.as_ref().filter(|p| !p.exists()) {
+            problems.push(format!("{at}.runtime_config: {path:?} does not exist"));
         }
     }
 }
 
 fn validate_pull(pull: &PullConfig, problems: &mut Vec<String>) {
-    if pull.serialize_image_pulls && pull.max_parallel_image_pulls >= 2 {
+    let parallel = pull.max_parallel_image_pulls.map_or(0, NonZeroUsize::get);
+    if pull.serialize_image_pulls && parallel >= 2 {
         problems.push(format!(
-            "pull.max_parallel_image_pulls: invalid configuration: max_parallel_image_pulls ({}) must be 1 or unset when serialize_image_pulls is true",
-            pull.max_parallel_image_pulls
+            "pull.max_parallel_image_pulls: invalid configuration: max_parallel_image_pulls ({parallel}) must be 1 or unset when serialize_image_pulls is true"
         ));
     }
 }
 
 fn validate_credentials(credentials: &CredentialsConfig, problems: &mut Vec<String>) {
-    if !credentials.provider_config.is_empty() && credentials.provider_bin_dir.is_empty() {
+    if credentials.provider_config.is_some() && credentials.provider_bin_dir.is_none() {
         problems.push("credentials.provider_bin_dir: required when provider_config is set".into());
     }
     if credentials.exec_timeout.is_zero() {
         problems.push("credentials.exec_timeout: must be more than 0".into());
-    }
-    for problem in Resolver::check(&credentials.sources()) {
-        problems.push(format!("credentials: {problem}"));
     }
 }
 

@@ -11,8 +11,7 @@ default = true
 #[test]
 fn the_documented_root_config_parses_and_validates() {
     let text = include_str!("../../config.toml");
-    let config = Config::parse(text).expect("config.toml parses");
-    config.validate().expect("config.toml validates");
+    let config = Config::parse(text).expect("config.toml parses and checks");
     assert_eq!(
         config.socket,
         PathBuf::from("/run/imageshim/imageshim.sock")
@@ -24,7 +23,6 @@ fn the_documented_root_config_parses_and_validates() {
 #[test]
 fn defaults_apply_when_keys_are_missing() {
     let config = Config::parse(MINIMAL).unwrap();
-    config.validate().unwrap();
     assert_eq!(config.log_format, LogFormat::Text);
     assert_eq!(config.pull.permits(), Some(1));
     assert!(config.pull.cancel_abandoned);
@@ -46,7 +44,6 @@ fn unknown_keys_are_refused_by_name() {
 fn every_problem_is_reported_at_once() {
     let text = r#"
 socket = "relative.sock"
-log_level = "loud"
 [[backend]]
 name = "a"
 kind = "containerd"
@@ -62,14 +59,9 @@ runtime_config = "/does/not/exist.toml"
 serialize_image_pulls = true
 max_parallel_image_pulls = 3
 "#;
-    let err = Config::parse(text)
-        .unwrap()
-        .validate()
-        .unwrap_err()
-        .to_string();
+    let err = Config::parse(text).unwrap_err().to_string();
     for expected in [
         "socket:",
-        "log_level:",
         "backend.default: exactly one",
         "backend[0].endpoint",
         "backend[0].handlers: runtime handler \"Bad_Name\"",
@@ -89,10 +81,10 @@ fn cap_rules_follow_the_kubelet() {
         ..Default::default()
     };
     assert_eq!(pull.permits(), None);
-    pull.max_parallel_image_pulls = 3;
+    pull.max_parallel_image_pulls = std::num::NonZeroUsize::new(3);
     assert_eq!(pull.permits(), Some(3));
     pull.serialize_image_pulls = true;
-    pull.max_parallel_image_pulls = 1;
+    pull.max_parallel_image_pulls = std::num::NonZeroUsize::new(1);
     let mut problems = vec![];
     validate_pull(&pull, &mut problems);
     assert!(problems.is_empty(), "1 with serialization is allowed");
@@ -108,10 +100,17 @@ fn bad_durations_and_kinds_name_the_value() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("docker"), "{err}");
+    let err = Config::parse(&format!("log_level = \"verbose\"\n{MINIMAL}"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("verbose") && err.contains("log_level"),
+        "{err}"
+    );
 }
 
 #[test]
-fn credential_sources_are_checked_by_validate() {
+fn credential_files_are_checked_on_request() {
     let dir = tempfile::tempdir().unwrap();
     let broken = dir.path().join("config.json");
     std::fs::write(&broken, "{\"auths\": {\"r.io\": {\"auth\": \"%%%\"}}}").unwrap();
@@ -119,14 +118,18 @@ fn credential_sources_are_checked_by_validate() {
         "{MINIMAL}[credentials]\ndocker_config = [{:?}]\nprovider_config = \"/no/such/providers.yaml\"\nexec_timeout = \"0s\"\n",
         broken.display().to_string()
     );
-    let err = Config::parse(&text)
-        .unwrap()
-        .validate()
-        .unwrap_err()
-        .to_string();
+    let err = Config::parse(&text).unwrap_err().to_string();
     for expected in [
         "credentials.provider_bin_dir: required",
         "credentials.exec_timeout",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    // The files themselves are read when asked (check-config), not by every parse.
+    let fixed = text.replace("exec_timeout = \"0s\"", "provider_bin_dir = \"/bin\"");
+    let config = Config::parse(&fixed).expect("the structure is fine");
+    let err = config.check_credential_files().unwrap_err().to_string();
+    for expected in [
         "auths.\"r.io\": auth is not valid base64",
         "credential provider config /no/such/providers.yaml",
     ] {

@@ -19,7 +19,7 @@ pub struct CriSocket {
 }
 
 /// An inherited listening socket when systemd passed one, else `path` bound afresh.
-pub async fn open(path: &Path, group: &str) -> Result<CriSocket, SocketError> {
+pub async fn open(path: &Path, group: Option<&str>) -> Result<CriSocket, SocketError> {
     if let Some(listener) = inherited()? {
         return Ok(CriSocket {
             listener,
@@ -116,7 +116,7 @@ pub enum SocketError {
 }
 
 /// Binds `path` with mode 0660, replacing a stale socket only when nothing answers on it.
-pub async fn bind(path: &Path, group: &str) -> Result<UnixListener, SocketError> {
+pub async fn bind(path: &Path, group: Option<&str>) -> Result<UnixListener, SocketError> {
     let io = |source| SocketError::Io {
         path: path.to_path_buf(),
         source,
@@ -142,7 +142,7 @@ pub async fn bind(path: &Path, group: &str) -> Result<UnixListener, SocketError>
     }
     let listener = UnixListener::bind(path).map_err(io)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(io)?;
-    if !group.is_empty() {
+    if let Some(group) = group {
         let gid = resolve_group(group)?;
         std::os::unix::fs::chown(path, None, Some(gid)).map_err(io)?;
     }
@@ -200,10 +200,13 @@ mod tests {
     async fn stale_sockets_are_replaced_live_ones_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("nested/dir/shim.sock");
-        let live = bind(&path, "").await.unwrap();
+        let live = bind(&path, None).await.unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o660);
-        assert!(matches!(bind(&path, "").await, Err(SocketError::InUse(_))));
+        assert!(matches!(
+            bind(&path, None).await,
+            Err(SocketError::InUse(_))
+        ));
         drop(live);
         // Another test's fork may hold the listening fd until its exec; wait until
         // nothing answers.
@@ -215,7 +218,7 @@ mod tests {
         }
         // The file is still there but nothing answers: it is stale.
         assert!(path.exists());
-        let _again = bind(&path, "root").await.unwrap();
+        let _again = bind(&path, Some("root")).await.unwrap();
         remove(&path);
         assert!(!path.exists());
     }
@@ -235,7 +238,7 @@ mod tests {
             (&link, "is a symbolic link, not a socket"),
         ];
         for (path, expected) in cases {
-            let err = bind(path, "").await.expect_err("refused");
+            let err = bind(path, None).await.expect_err("refused");
             let message = err.to_string();
             assert!(message.contains(&path.display().to_string()), "{message}");
             assert!(message.contains(expected), "{message}");
