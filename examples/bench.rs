@@ -133,26 +133,32 @@ async fn main() {
     let shim = CriClient::new(shim_socket.as_ref());
     let direct = CriClient::new(containerd_socket.as_ref());
     let idle_rss = rss_kib(shim_pid);
+    fill_store(&direct, registry, images).await;
+    latency_table(&shim, &direct, registry).await;
+    let loaded_rss = rss_kib(shim_pid);
+    merged_pulls(&shim, &direct, registry, registry_log).await;
+    println!("imageshim RSS: idle {idle_rss} KiB, after load {loaded_rss} KiB");
+}
 
+/// Pushes `images` test images and pulls each into containerd.
+async fn fill_store(direct: &CriClient, registry: &str, images: usize) {
     eprintln!("pushing and pulling {images} images…");
-    let registry_for_push = registry.clone();
+    let registry_for_push = registry.to_string();
     tokio::task::spawn_blocking(move || {
         for i in 0..images {
-            oci::build_and_push(
-                &registry_for_push,
-                &format!("bench/img-{i}"),
-                &["v1"],
-                None,
-                None,
-            );
+            let repo = format!("bench/img-{i}");
+            oci::build_and_push(&registry_for_push, &repo, &["v1"], None, None);
         }
     })
     .await
     .unwrap();
     for i in 0..images {
-        pull_many(&direct, &format!("{registry}/bench/img-{i}:v1"), 1).await;
+        pull_many(direct, &format!("{registry}/bench/img-{i}:v1"), 1).await;
     }
+}
 
+/// Version, ImageStatus and ListImages at 1 and 64 callers, imageshim then containerd.
+async fn latency_table(shim: &CriClient, direct: &CriClient, registry: &str) {
     let status_request = prost::Message::encode_to_vec(&cri::ImageStatusRequest {
         image: Some(cri::ImageSpec {
             image: format!("{registry}/bench/img-0:v1"),
@@ -171,29 +177,18 @@ async fn main() {
             ("ImageStatus", paths::IMAGE_STATUS, &status_request, calls),
             ("ListImages", paths::LIST_IMAGES, &list_request, calls / 10),
         ] {
-            let via = measure(
-                &shim,
-                path,
-                request.clone(),
-                concurrency,
-                calls.max(concurrency),
-            )
-            .await;
-            let straight = measure(
-                &direct,
-                path,
-                request.clone(),
-                concurrency,
-                calls.max(concurrency),
-            )
-            .await;
+            let calls = calls.max(concurrency);
+            let via = measure(shim, path, request.clone(), concurrency, calls).await;
+            let straight = measure(direct, path, request.clone(), concurrency, calls).await;
             row(&format!("{name} ({concurrency})"), &via, &straight);
         }
     }
-    let loaded_rss = rss_kib(shim_pid);
+}
 
+/// 100 concurrent pulls of one fresh image, through imageshim and directly.
+async fn merged_pulls(shim: &CriClient, direct: &CriClient, registry: &str, registry_log: &str) {
     tokio::task::spawn_blocking({
-        let registry = registry.clone();
+        let registry = registry.to_string();
         move || {
             oci::build_and_push(&registry, "bench/merge-shim", &["v1"], None, None);
             oci::build_and_push(&registry, "bench/merge-direct", &["v1"], None, None);
@@ -201,8 +196,8 @@ async fn main() {
     })
     .await
     .unwrap();
-    let via_one = pull_many(&shim, &format!("{registry}/bench/merge-shim:v1"), 100).await;
-    let straight = pull_many(&direct, &format!("{registry}/bench/merge-direct:v1"), 100).await;
+    let via_one = pull_many(shim, &format!("{registry}/bench/merge-shim:v1"), 100).await;
+    let straight = pull_many(direct, &format!("{registry}/bench/merge-direct:v1"), 100).await;
     println!();
     println!(
         "100 concurrent pulls of one image: imageshim {:.0} ms, {} manifest GET(s); containerd {:.0} ms, {} manifest GET(s)",
@@ -211,5 +206,4 @@ async fn main() {
         straight.as_secs_f64() * 1e3,
         manifest_gets(registry_log, "bench/merge-direct"),
     );
-    println!("imageshim RSS: idle {idle_rss} KiB, after load {loaded_rss} KiB");
 }

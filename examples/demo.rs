@@ -17,13 +17,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let socket = args.next().ok_or("usage: demo SOCKET REGISTRY")?;
     let registry = args.next().ok_or("usage: demo SOCKET REGISTRY")?;
-    let digest = tokio::task::spawn_blocking({
-        let registry = registry.clone();
-        move || oci::build_and_push(&registry, "demo/hello", &["v1"], Some("1000"), None)
-    })
-    .await?;
-    let image = format!("{registry}/demo/hello:v1");
-    println!("pushed {image} ({digest})");
+    let image = push_demo_image(&registry).await?;
     let client = client::CriClient::new(socket.as_ref());
     let version: cri::VersionResponse = client
         .call(
@@ -65,6 +59,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         found.size,
         found.uid.map(|u| u.value)
     );
+    list_and_refuse(&client).await
+}
+
+/// Builds and pushes the demo image; its reference.
+async fn push_demo_image(registry: &str) -> Result<String, Box<dyn std::error::Error>> {
+    let digest = tokio::task::spawn_blocking({
+        let registry = registry.to_string();
+        move || oci::build_and_push(&registry, "demo/hello", &["v1"], Some("1000"), None)
+    })
+    .await?;
+    let image = format!("{registry}/demo/hello:v1");
+    println!("pushed {image} ({digest})");
+    Ok(image)
+}
+
+/// ListImages, then a PullImage of an invalid reference (refused by imageshim).
+async fn list_and_refuse(client: &client::CriClient) -> Result<(), Box<dyn std::error::Error>> {
     let listed: cri::ListImagesResponse = client
         .call(paths::LIST_IMAGES, cri::ListImagesRequest::default())
         .await?;

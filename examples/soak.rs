@@ -62,62 +62,79 @@ async fn worker(
     let mut round = 0usize;
     while !stop.load(Relaxed) {
         round += 1;
-        let image = &images[round % IMAGES];
         match kind {
-            0 => {
-                // 20 merged callers, then the image goes so the next round pulls again.
-                let results = client.pull_concurrently(image, 20).await;
-                let ok = results.iter().all(|r| r.is_ok());
-                tally.record("merged pull", ok, || format!("{results:?}"));
-                remove(&client, image).await;
-            }
-            1 => {
-                let result = client.pull(&images[(round + 3) % IMAGES]).await;
-                tally.record("distinct pull", result.is_ok(), || format!("{result:?}"));
-            }
-            2 => {
-                let missing = format!("{}-missing:{round}", images[0].rsplit_once(':').unwrap().0);
-                let result = client.pull(&missing).await;
-                let ok = matches!(&result, Err(s) if s.code() == Code::NotFound);
-                tally.record("failing pull", ok, || format!("{result:?}"));
-            }
-            3 => {
-                let private = &images[IMAGES];
-                let result = client.pull(private).await;
-                tally.record("plugin-credentialed pull", result.is_ok(), || {
-                    format!("{result:?}")
-                });
-                remove(&client, private).await;
-            }
-            4 => {
-                let request = cri::ImageStatusRequest {
-                    image: spec(image),
-                    verbose: false,
-                };
-                let status: Result<cri::ImageStatusResponse, _> =
-                    client.call(paths::IMAGE_STATUS, request).await;
-                tally.record("ImageStatus", status.is_ok(), || format!("{status:?}"));
-                let list: Result<cri::ListImagesResponse, _> = client
-                    .call(paths::LIST_IMAGES, cri::ListImagesRequest::default())
-                    .await;
-                tally.record("ListImages", list.is_ok(), || format!("{list:?}"));
-            }
-            _ => {
-                let version: Result<cri::VersionResponse, _> = client
-                    .call(
-                        "/runtime.v1.RuntimeService/Version",
-                        cri::VersionRequest::default(),
-                    )
-                    .await;
-                tally.record("Version", version.is_ok(), || format!("{version:?}"));
-                let fs: Result<cri::ImageFsInfoResponse, _> = client
-                    .call(paths::IMAGE_FS_INFO, cri::ImageFsInfoRequest::default())
-                    .await;
-                tally.record("ImageFsInfo", fs.is_ok(), || format!("{fs:?}"));
-            }
+            0..=3 => pull_round(kind, round, &client, &images, &tally).await,
+            _ => query_round(kind, &images[round % IMAGES], &client, &tally).await,
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Merged (0), distinct (1), failing (2) and plugin-credentialed (3) pulls.
+async fn pull_round(
+    kind: usize,
+    round: usize,
+    client: &CriClient,
+    images: &[String],
+    tally: &Tally,
+) {
+    let image = &images[round % IMAGES];
+    match kind {
+        0 => {
+            // 20 merged callers, then the image goes so the next round pulls again.
+            let results = client.pull_concurrently(image, 20).await;
+            let ok = results.iter().all(|r| r.is_ok());
+            tally.record("merged pull", ok, || format!("{results:?}"));
+            remove(client, image).await;
+        }
+        1 => {
+            let result = client.pull(&images[(round + 3) % IMAGES]).await;
+            tally.record("distinct pull", result.is_ok(), || format!("{result:?}"));
+        }
+        2 => {
+            let missing = format!("{}-missing:{round}", images[0].rsplit_once(':').unwrap().0);
+            let result = client.pull(&missing).await;
+            let ok = matches!(&result, Err(s) if s.code() == Code::NotFound);
+            tally.record("failing pull", ok, || format!("{result:?}"));
+        }
+        _ => {
+            let private = &images[IMAGES];
+            let result = client.pull(private).await;
+            tally.record("plugin-credentialed pull", result.is_ok(), || {
+                format!("{result:?}")
+            });
+            remove(client, private).await;
+        }
+    }
+}
+
+/// ImageStatus and ListImages (4), Version and ImageFsInfo (5).
+async fn query_round(kind: usize, image: &str, client: &CriClient, tally: &Tally) {
+    if kind == 4 {
+        let request = cri::ImageStatusRequest {
+            image: spec(image),
+            verbose: false,
+        };
+        let status: Result<cri::ImageStatusResponse, _> =
+            client.call(paths::IMAGE_STATUS, request).await;
+        tally.record("ImageStatus", status.is_ok(), || format!("{status:?}"));
+        let list: Result<cri::ListImagesResponse, _> = client
+            .call(paths::LIST_IMAGES, cri::ListImagesRequest::default())
+            .await;
+        tally.record("ListImages", list.is_ok(), || format!("{list:?}"));
+        return;
+    }
+    let version: Result<cri::VersionResponse, _> = client
+        .call(
+            "/runtime.v1.RuntimeService/Version",
+            cri::VersionRequest::default(),
+        )
+        .await;
+    tally.record("Version", version.is_ok(), || format!("{version:?}"));
+    let fs: Result<cri::ImageFsInfoResponse, _> = client
+        .call(paths::IMAGE_FS_INFO, cri::ImageFsInfoRequest::default())
+        .await;
+    tally.record("ImageFsInfo", fs.is_ok(), || format!("{fs:?}"));
 }
 
 /// RSS KiB, open fds, threads of `pid`.
@@ -140,24 +157,7 @@ async fn main() {
         panic!("usage: soak SHIM_SOCKET REGISTRY AUTH_REGISTRY SHIM_PID MINUTES");
     };
     let minutes: f64 = minutes.parse().expect("MINUTES");
-    let run = std::process::id();
-    let mut images: Vec<String> = (0..IMAGES)
-        .map(|i| {
-            let repo = format!("soak/image-{run}-{i}");
-            oci::build_and_push(registry, &repo, &["v1"], None, None);
-            format!("{registry}/{repo}:v1")
-        })
-        .collect();
-    let private = format!("soak/private-{run}");
-    let password = std::env::var("SOAK_AUTH_PASSWORD").expect("SOAK_AUTH_PASSWORD");
-    oci::build_and_push(
-        auth_registry,
-        &private,
-        &["v1"],
-        None,
-        Some(("soak", &password)),
-    );
-    images.push(format!("{auth_registry}/{private}:v1"));
+    let images = push_images(registry, auth_registry);
     let images = Arc::new(images);
     let (stop, tally) = (Arc::new(AtomicBool::new(false)), Arc::new(Tally::default()));
     let client = CriClient::new(std::path::Path::new(socket));
@@ -172,12 +172,40 @@ async fn main() {
             ))
         })
         .collect();
+    let samples = sample_until(pid, Duration::from_secs_f64(minutes * 60.0), &tally).await;
+    stop.store(true, Relaxed);
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    std::process::exit(verdict(&samples, &tally));
+}
+
+/// Distinct test images on the plain registry, then a private one on the htpasswd
+/// registry (last).
+fn push_images(registry: &str, auth_registry: &str) -> Vec<String> {
+    let run = std::process::id();
+    let mut images: Vec<String> = (0..IMAGES)
+        .map(|i| {
+            let repo = format!("soak/image-{run}-{i}");
+            oci::build_and_push(registry, &repo, &["v1"], None, None);
+            format!("{registry}/{repo}:v1")
+        })
+        .collect();
+    let private = format!("soak/private-{run}");
+    let password = std::env::var("SOAK_AUTH_PASSWORD").expect("SOAK_AUTH_PASSWORD");
+    let credentials = Some(("soak", password.as_str()));
+    oci::build_and_push(auth_registry, &private, &["v1"], None, credentials);
+    images.push(format!("{auth_registry}/{private}:v1"));
+    images
+}
+
+/// Samples imageshim every 10 s for `length`, printing each sample.
+async fn sample_until(pid: &str, length: Duration, tally: &Tally) -> Vec<(u64, usize, u64)> {
     let started = Instant::now();
-    let deadline = Duration::from_secs_f64(minutes * 60.0);
     let mut samples = Vec::new();
-    while started.elapsed() < deadline {
-        tokio::time::sleep(Duration::from_secs(10).min(deadline.saturating_sub(started.elapsed())))
-            .await;
+    while started.elapsed() < length {
+        let wait = Duration::from_secs(10).min(length.saturating_sub(started.elapsed()));
+        tokio::time::sleep(wait).await;
         let (rss, fds, threads) = sample(pid);
         println!(
             "t={:>5.0}s calls={:>7} unexpected={} rss={rss} KiB fds={fds} threads={threads}",
@@ -187,11 +215,7 @@ async fn main() {
         );
         samples.push((rss, fds, threads));
     }
-    stop.store(true, Relaxed);
-    for worker in workers {
-        worker.await.unwrap();
-    }
-    std::process::exit(verdict(&samples, &tally));
+    samples
 }
 
 /// 0 when nothing unexpected happened and nothing grew after the first 30 s.
