@@ -106,7 +106,6 @@ async fn hostile_clients_neither_wedge_imageshim_nor_grow_it() {
     answered_promptly(&client, Duration::from_secs(5)).await;
     let idle_rss = rss_kib(pid);
 
-    // 1,000 idle connections.
     let mut idle = Vec::new();
     for _ in 0..1000 {
         idle.push(UnixStream::connect(&socket).await.unwrap());
@@ -114,28 +113,8 @@ async fn hostile_clients_neither_wedge_imageshim_nor_grow_it() {
     answered_promptly(&client, Duration::from_secs(2)).await;
     println!("after 1,000 idle connections: {} KiB", rss_kib(pid));
 
-    // Streams opened and never finished: 200 HEADERS without bodies, on intercepted
-    // and forwarded paths.
     let mut stuck = UnixStream::connect(&socket).await.unwrap();
-    let mut encoder = Encoder::new();
-    let mut bytes = PREFACE.to_vec();
-    bytes.extend(frame_bytes(0x4, 0, 0, &[]));
-    for i in 0..200u32 {
-        let path = if i % 2 == 0 {
-            paths::PULL_IMAGE
-        } else {
-            VERSION
-        };
-        let headers: [(&[u8], &[u8]); 5] = [
-            (b":method", b"POST"),
-            (b":scheme", b"http"),
-            (b":path", path.as_bytes()),
-            (b":authority", b"localhost"),
-            (b"content-type", b"application/grpc"),
-        ];
-        bytes.extend(frame_bytes(0x1, 0x4, 1 + 2 * i, &encoder.encode(headers)));
-    }
-    stuck.write_all(&bytes).await.unwrap();
+    stuck.write_all(&streams_without_bodies(200)).await.unwrap();
     answered_promptly(&client, Duration::from_secs(2)).await;
     println!("after 200 stuck streams: {} KiB", rss_kib(pid));
 
@@ -147,23 +126,9 @@ async fn hostile_clients_neither_wedge_imageshim_nor_grow_it() {
     println!("after a 17 MiB message: {} KiB", rss_kib(pid));
     answered_promptly(&client, Duration::from_secs(2)).await;
 
-    // Clients that reset mid-stream, many times over.
     for _ in 0..200 {
         let mut resetting = UnixStream::connect(&socket).await.unwrap();
-        let mut encoder = Encoder::new();
-        let mut bytes = PREFACE.to_vec();
-        bytes.extend(frame_bytes(0x4, 0, 0, &[]));
-        let headers: [(&[u8], &[u8]); 4] = [
-            (b":method", b"POST"),
-            (b":scheme", b"http"),
-            (b":path", paths::PULL_IMAGE.as_bytes()),
-            (b":authority", b"localhost"),
-        ];
-        bytes.extend(frame_bytes(0x1, 0x4, 1, &encoder.encode(headers)));
-        bytes.extend(frame_bytes(0x0, 0, 1, &[0, 0, 0, 1, 0, 10]));
-        bytes.extend(frame_bytes(0x3, 0, 1, &8u32.to_be_bytes())); // RST_STREAM CANCEL
-        resetting.write_all(&bytes).await.unwrap();
-        drop(resetting);
+        resetting.write_all(&a_stream_reset_midway()).await.unwrap();
     }
     answered_promptly(&client, Duration::from_secs(2)).await;
 
@@ -174,4 +139,44 @@ async fn hostile_clients_neither_wedge_imageshim_nor_grow_it() {
         "RSS {loaded_rss} KiB is over the 50 MiB bar"
     );
     drop((idle, stuck));
+}
+
+fn headers_block(encoder: &mut Encoder, path: &str) -> Vec<u8> {
+    let headers: [(&[u8], &[u8]); 5] = [
+        (b":method", b"POST"),
+        (b":scheme", b"http"),
+        (b":path", path.as_bytes()),
+        (b":authority", b"localhost"),
+        (b"content-type", b"application/grpc"),
+    ];
+    encoder.encode(headers)
+}
+
+/// `count` streams opened (HEADERS) on intercepted and forwarded paths, never finished.
+fn streams_without_bodies(count: u32) -> Vec<u8> {
+    let mut encoder = Encoder::new();
+    let mut bytes = PREFACE.to_vec();
+    bytes.extend(frame_bytes(0x4, 0, 0, &[]));
+    for i in 0..count {
+        let path = if i % 2 == 0 {
+            paths::PULL_IMAGE
+        } else {
+            VERSION
+        };
+        let block = headers_block(&mut encoder, path);
+        bytes.extend(frame_bytes(0x1, 0x4, 1 + 2 * i, &block));
+    }
+    bytes
+}
+
+/// A PullImage that sends part of its body, then RST_STREAM (CANCEL).
+fn a_stream_reset_midway() -> Vec<u8> {
+    let mut encoder = Encoder::new();
+    let mut bytes = PREFACE.to_vec();
+    bytes.extend(frame_bytes(0x4, 0, 0, &[]));
+    let block = headers_block(&mut encoder, paths::PULL_IMAGE);
+    bytes.extend(frame_bytes(0x1, 0x4, 1, &block));
+    bytes.extend(frame_bytes(0x0, 0, 1, &[0, 0, 0, 1, 0, 10]));
+    bytes.extend(frame_bytes(0x3, 0, 1, &8u32.to_be_bytes()));
+    bytes
 }

@@ -104,15 +104,8 @@ async fn containerd_killed_under_load_gives_prompt_unavailable_and_prompt_recove
     };
     let dir = tempfile::tempdir().unwrap();
     let containerd = PrivateContainerd::start(dir.path());
-    let shim = Shim::start(&backend_toml(
-        "private",
-        "containerd",
-        &containerd.socket(),
-        true,
-        &[],
-        "",
-    ))
-    .await;
+    let config = backend_toml("private", "containerd", &containerd.socket(), true, &[], "");
+    let shim = Shim::start(&config).await;
     let _: cri::ImageFsInfoResponse = shim
         .client
         .call(paths::IMAGE_FS_INFO, cri::ImageFsInfoRequest::default())
@@ -145,6 +138,12 @@ async fn containerd_killed_under_load_gives_prompt_unavailable_and_prompt_recove
     }
     drop(containerd);
     let log = log.lock().clone();
+    check_the_gap(&log, killed, restarting);
+    check_the_recovery(&log, back);
+}
+
+/// Every call made while containerd was gone got a prompt `Unavailable` naming it.
+fn check_the_gap(log: &[Outcome], killed: Instant, restarting: Instant) {
     let during_gap: Vec<_> = log
         .iter()
         .filter(|o| o.sent > killed + Duration::from_millis(200) && o.sent + o.took < restarting)
@@ -162,22 +161,6 @@ async fn containerd_killed_under_load_gives_prompt_unavailable_and_prompt_recove
             "prompt answer: {outcome:?}"
         );
     }
-    let first_ok_after = log
-        .iter()
-        .filter(|o| o.sent > back && o.code == Code::Ok)
-        .map(|o| o.sent + o.took)
-        .min()
-        .expect("calls succeed again");
-    assert!(
-        first_ok_after - back < Duration::from_secs(1),
-        "recovered {:?} after containerd's socket came back",
-        first_ok_after - back
-    );
-    let late_failures: Vec<_> = log
-        .iter()
-        .filter(|o| o.sent > back + Duration::from_secs(1) && o.code != Code::Ok)
-        .collect();
-    assert!(late_failures.is_empty(), "{late_failures:?}");
     let slowest = log.iter().max_by_key(|o| o.took).unwrap();
     assert!(
         slowest.took < Duration::from_secs(1),
@@ -185,11 +168,31 @@ async fn containerd_killed_under_load_gives_prompt_unavailable_and_prompt_recove
     );
     let gap_max = during_gap.iter().map(|o| o.took).max().unwrap();
     println!(
-        "calls: {}; during the gap: {} (slowest {gap_max:?}); recovery {:?}",
+        "calls: {}; during the gap: {} (slowest {gap_max:?})",
         log.len(),
-        during_gap.len(),
-        first_ok_after - back
+        during_gap.len()
     );
+}
+
+/// Calls succeed within a second of containerd's socket coming back, and keep doing so.
+fn check_the_recovery(log: &[Outcome], back: Instant) {
+    let first_ok_after = log
+        .iter()
+        .filter(|o| o.sent > back && o.code == Code::Ok)
+        .map(|o| o.sent + o.took)
+        .min()
+        .expect("calls succeed again");
+    let recovery = first_ok_after - back;
+    assert!(
+        recovery < Duration::from_secs(1),
+        "recovered {recovery:?} after containerd came back"
+    );
+    let late_failures: Vec<_> = log
+        .iter()
+        .filter(|o| o.sent > back + Duration::from_secs(1) && o.code != Code::Ok)
+        .collect();
+    assert!(late_failures.is_empty(), "{late_failures:?}");
+    println!("recovery {recovery:?}");
 }
 
 fn pull_request(image: &str) -> cri::PullImageRequest {
@@ -219,23 +222,8 @@ async fn registry_killed_mid_merged_pull_answers_every_waiter_and_the_next_pull_
     env.plain_http_registry(&address);
     let shim = Shim::start(&env.containerd_backend("")).await;
     let image = format!("{address}/{repo}:v1");
-    let deadline = Duration::from_secs(60);
     let started = Instant::now();
-    let waiters: Vec<_> = (0..20)
-        .map(|_| {
-            let (client, image) = (shim.client.clone(), image.clone());
-            tokio::spawn(async move {
-                let answer = client
-                    .call_with_deadline::<_, cri::PullImageResponse>(
-                        paths::PULL_IMAGE,
-                        pull_request(&image),
-                        deadline,
-                    )
-                    .await;
-                (answer, started.elapsed())
-            })
-        })
-        .collect();
+    let waiters = pull_with_deadlines(&shim.client, &image, 20, started);
     while proxy.blob_gets.load(std::sync::atomic::Ordering::SeqCst) == 0 {
         assert!(
             started.elapsed() < Duration::from_secs(30),
@@ -247,10 +235,42 @@ async fn registry_killed_mid_merged_pull_answers_every_waiter_and_the_next_pull_
     let port: u16 = address.rsplit(':').next().unwrap().parse().unwrap();
     proxy.kill();
     let killed = started.elapsed();
+    every_waiter_gets_one_backend_error(waiters, killed).await;
+    let proxy = StallProxy::start(&env.registry, port, false).await;
+    let pulled = shim.client.pull(&image).await;
+    assert!(pulled.is_ok(), "the next pull works: {pulled:?}");
+    proxy.kill();
+}
+
+const WAITER_DEADLINE: Duration = Duration::from_secs(60);
+
+type Waiter = tokio::task::JoinHandle<(Result<cri::PullImageResponse, tonic::Status>, Duration)>;
+
+/// `callers` pulls of `image`, each with a 60 s deadline; each answer with its time.
+fn pull_with_deadlines(
+    client: &CriClient,
+    image: &str,
+    callers: usize,
+    started: Instant,
+) -> Vec<Waiter> {
+    (0..callers)
+        .map(|_| {
+            let (client, image) = (client.clone(), image.to_string());
+            tokio::spawn(async move {
+                let answer = client
+                    .call_with_deadline(paths::PULL_IMAGE, pull_request(&image), WAITER_DEADLINE)
+                    .await;
+                (answer, started.elapsed())
+            })
+        })
+        .collect()
+}
+
+async fn every_waiter_gets_one_backend_error(waiters: Vec<Waiter>, killed: Duration) {
     let mut messages = std::collections::HashSet::new();
     let mut slowest = Duration::ZERO;
     for waiter in waiters {
-        let (answer, at) = tokio::time::timeout(deadline, waiter)
+        let (answer, at) = tokio::time::timeout(WAITER_DEADLINE, waiter)
             .await
             .expect("no waiter hangs")
             .unwrap();
@@ -260,18 +280,14 @@ async fn registry_killed_mid_merged_pull_answers_every_waiter_and_the_next_pull_
             Code::DeadlineExceeded,
             "answered before the deadline"
         );
-        assert!(at < deadline, "{at:?}");
+        assert!(at < WAITER_DEADLINE, "{at:?}");
         messages.insert((status.code(), status.message().to_string()));
         slowest = slowest.max(at.saturating_sub(killed));
     }
-    println!("20 waiters answered within {slowest:?} of the registry's death: {messages:?}");
+    println!("waiters answered within {slowest:?} of the registry's death: {messages:?}");
     assert_eq!(
         messages.len(),
         1,
         "every waiter got the one backend error: {messages:?}"
     );
-    let proxy = StallProxy::start(&env.registry, port, false).await;
-    let pulled = shim.client.pull(&image).await;
-    assert!(pulled.is_ok(), "the next pull works: {pulled:?}");
-    proxy.kill();
 }

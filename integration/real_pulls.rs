@@ -28,16 +28,50 @@ async fn fifty_concurrent_pulls_make_the_registry_serve_the_manifest_once() {
         format!("it/merge-shim-{run}"),
         format!("it/merge-direct-{run}"),
     );
-    let (via_repo, direct_repo) = (via_repo.as_str(), direct_repo.as_str());
-    oci::build_and_push(&env.registry, via_repo, &["v1"], None, None);
-    oci::build_and_push(&env.registry, direct_repo, &["v1"], None, None);
+    oci::build_and_push(&env.registry, &via_repo, &["v1"], None, None);
+    oci::build_and_push(&env.registry, &direct_repo, &["v1"], None, None);
 
-    // Through a proxy that holds the blobs until all 50 callers have joined the pull.
+    let via_image = fifty_merged_pulls_held_together(&env, &shim, &via_repo).await;
+    let via_gets = manifest_requests(&env, &via_repo, "GET");
+    let via_heads = manifest_requests(&env, &via_repo, "HEAD");
+    assert_eq!(
+        via_gets, 1,
+        "the registry served the manifest once through imageshim"
+    );
+    let request = cri::ImageStatusRequest {
+        image: Some(cri::ImageSpec {
+            image: via_image,
+            ..Default::default()
+        }),
+        verbose: false,
+    };
+    let status: cri::ImageStatusResponse = shim
+        .client
+        .call(paths::IMAGE_STATUS, request)
+        .await
+        .unwrap();
+    assert!(status.image.is_some(), "the image is present");
+
+    let direct_image = format!("{}/{direct_repo}:v1", env.registry);
+    let direct = env.direct().pull_concurrently(&direct_image, 50).await;
+    assert!(direct.iter().all(|r| r.is_ok()));
+    let direct_gets = manifest_requests(&env, &direct_repo, "GET");
+    let direct_heads = manifest_requests(&env, &direct_repo, "HEAD");
+    eprintln!(
+        "registry manifest requests for 50 concurrent pulls: imageshim GET {via_gets} HEAD {via_heads}; direct containerd GET {direct_gets} HEAD {direct_heads}"
+    );
+    assert_eq!(via_heads, 1, "one resolve through imageshim");
+    assert!(via_gets + via_heads <= direct_gets + direct_heads);
+}
+
+/// 50 pulls of `repo` through imageshim, behind a proxy that holds the blobs until
+/// all 50 callers have joined one pull; the image pulled.
+async fn fifty_merged_pulls_held_together(env: &RealEnv, shim: &Shim, repo: &str) -> String {
     let proxy = StallProxy::start_gated(&env.registry, 0, false, false).await;
     env.plain_http_registry(&proxy.address);
-    let via_image = format!("{}/{via_repo}:v1", proxy.address);
+    let image = format!("{}/{repo}:v1", proxy.address);
     let pulling = {
-        let (client, image) = (shim.client.clone(), via_image.clone());
+        let (client, image) = (shim.client.clone(), image.clone());
         tokio::spawn(async move { client.pull_concurrently(&image, 50).await })
     };
     let running = shim.running.as_ref().unwrap();
@@ -56,42 +90,12 @@ async fn fifty_concurrent_pulls_make_the_registry_serve_the_manifest_once() {
         "one pull for 50 callers"
     );
     proxy.open();
-    let results = pulling.await.unwrap();
-    let ids: std::collections::HashSet<_> = results
+    let ids: std::collections::HashSet<_> = pulling
+        .await
+        .unwrap()
         .into_iter()
         .map(|r| r.expect("every caller succeeds"))
         .collect();
     assert_eq!(ids.len(), 1, "all 50 callers got the same image");
-    let via_gets = manifest_requests(&env, via_repo, "GET");
-    let via_heads = manifest_requests(&env, via_repo, "HEAD");
-    assert_eq!(
-        via_gets, 1,
-        "the registry served the manifest once through imageshim"
-    );
-    let status: cri::ImageStatusResponse = shim
-        .client
-        .call(
-            paths::IMAGE_STATUS,
-            cri::ImageStatusRequest {
-                image: Some(cri::ImageSpec {
-                    image: via_image.clone(),
-                    ..Default::default()
-                }),
-                verbose: false,
-            },
-        )
-        .await
-        .unwrap();
-    assert!(status.image.is_some(), "the image is present");
-
-    let direct_image = format!("{}/{direct_repo}:v1", env.registry);
-    let direct = env.direct().pull_concurrently(&direct_image, 50).await;
-    assert!(direct.iter().all(|r| r.is_ok()));
-    let direct_gets = manifest_requests(&env, direct_repo, "GET");
-    let direct_heads = manifest_requests(&env, direct_repo, "HEAD");
-    eprintln!(
-        "registry manifest requests for 50 concurrent pulls: imageshim GET {via_gets} HEAD {via_heads}; direct containerd GET {direct_gets} HEAD {direct_heads}"
-    );
-    assert_eq!(via_heads, 1, "one resolve through imageshim");
-    assert!(via_gets + via_heads <= direct_gets + direct_heads);
+    image
 }

@@ -6,7 +6,7 @@
 //! across the restart must succeed.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,24 +39,54 @@ async fn a_socket_activated_restart_under_load_loses_no_call() {
     };
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("imageshim.sock");
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "socket = {:?}\nshutdown_grace = \"5s\"\n{}",
-            socket.display().to_string(),
-            env.containerd_backend("")
-        ),
+    let mut holder = hold_socket_for_two_generations(&env, dir.path(), &socket).await;
+    let framed = Bytes::from(wire::frame(&cri::VersionRequest::default().encode_to_vec()).to_vec());
+    // The first call starts generation 1 (systemd-socket-activate waits for a caller).
+    let first = tokio::time::timeout(
+        Duration::from_secs(10),
+        raw_call(&socket, VERSION, &[], framed.clone()),
     )
-    .unwrap();
-    // Two generations of imageshim under one holder of the socket.
+    .await
+    .expect("imageshim serves the socket systemd passed");
+    assert_eq!(first.status().0, "0", "{:?}", first.status());
+    let load = Load::start(&socket, framed);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let first_pid = wait_for_file(&dir.path().join("pid.1"));
+    let before = load.ok.load(SeqCst);
+    signal("-TERM", &first_pid);
+    let second_pid = wait_for_file(&dir.path().join("pid.2"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (ok, failed) = load.stop().await;
+    println!("calls across the restart: {ok} succeeded, {failed} failed ({before} before SIGTERM)");
+    assert!(socket.exists(), "the inherited socket was never unlinked");
+    assert_ne!(first_pid, second_pid);
+    assert!(ok > before, "the second generation served calls");
+    assert_eq!(failed, 0, "no call failed across the restart");
+    signal("-TERM", &second_pid);
+    let _ = tokio::task::spawn_blocking(move || holder.wait()).await;
+}
+
+fn signal(name: &str, pid: &str) {
+    Command::new("kill").args([name, pid]).status().unwrap();
+}
+
+/// Debian's systemd-socket-activate holds `socket`; a shell loop under it plays
+/// systemd's restart: two generations of imageshim, each with `LISTEN_PID` its own.
+async fn hold_socket_for_two_generations(env: &RealEnv, dir: &Path, socket: &Path) -> Child {
+    let config = dir.join("config.toml");
+    let text = format!(
+        "socket = {:?}\nshutdown_grace = \"5s\"\n{}",
+        socket.display().to_string(),
+        env.containerd_backend("")
+    );
+    std::fs::write(&config, text).unwrap();
     let generation = format!(
         "sh -c \"echo \\$\\$ > {dir}/pid.$g; export LISTEN_PID=\\$\\$; exec {BINARY} serve --config {config}\"",
-        dir = dir.path().display(),
+        dir = dir.display(),
         config = config.display()
     );
     let script = format!("for g in 1 2; do {generation}; done");
-    let mut holder = Command::new("systemd-socket-activate")
+    let holder = Command::new("systemd-socket-activate")
         .args(["-l", &socket.display().to_string(), "sh", "-c", &script])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -68,60 +98,57 @@ async fn a_socket_activated_restart_under_load_loses_no_call() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let framed = Bytes::from(wire::frame(&cri::VersionRequest::default().encode_to_vec()).to_vec());
-    // The first call starts generation 1 (systemd-socket-activate waits for a caller).
-    let first = tokio::time::timeout(
-        Duration::from_secs(10),
-        raw_call(&socket, VERSION, &[], framed.clone()),
-    )
-    .await
-    .expect("imageshim serves the socket systemd passed");
-    assert_eq!(first.status().0, "0", "{:?}", first.status());
+    holder
+}
 
-    let (stop, ok, failed) = (
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(AtomicUsize::new(0)),
-        Arc::new(AtomicUsize::new(0)),
-    );
-    let callers: Vec<_> = (0..4)
-        .map(|_| {
-            let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
-            let (socket, framed) = (socket.clone(), framed.clone());
-            tokio::spawn(async move {
-                while !stop.load(SeqCst) {
-                    let (socket, framed) = (socket.clone(), framed.clone());
-                    let call =
-                        tokio::spawn(async move { raw_call(&socket, VERSION, &[], framed).await });
-                    match tokio::time::timeout(Duration::from_secs(10), call).await {
-                        Ok(Ok(answer)) if answer.status().0 == "0" => ok.fetch_add(1, SeqCst),
-                        _ => failed.fetch_add(1, SeqCst),
-                    };
-                }
+/// Four callers making Version calls, each on a connection of its own, counting answers.
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    failed: Arc<AtomicUsize>,
+    callers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(socket: &Path, framed: Bytes) -> Load {
+        let (stop, ok, failed) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicUsize::new(0)),
+        );
+        let callers = (0..4)
+            .map(|_| {
+                let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+                let (socket, framed) = (socket.to_path_buf(), framed.clone());
+                tokio::spawn(async move {
+                    while !stop.load(SeqCst) {
+                        let (socket, framed) = (socket.clone(), framed.clone());
+                        let call =
+                            tokio::spawn(
+                                async move { raw_call(&socket, VERSION, &[], framed).await },
+                            );
+                        match tokio::time::timeout(Duration::from_secs(10), call).await {
+                            Ok(Ok(answer)) if answer.status().0 == "0" => ok.fetch_add(1, SeqCst),
+                            _ => failed.fetch_add(1, SeqCst),
+                        };
+                    }
+                })
             })
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let first_pid = wait_for_file(&dir.path().join("pid.1"));
-    let before = ok.load(SeqCst);
-    Command::new("kill")
-        .args(["-TERM", &first_pid])
-        .status()
-        .unwrap();
-    let second_pid = wait_for_file(&dir.path().join("pid.2"));
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, SeqCst);
-    for caller in callers {
-        caller.await.unwrap();
+            .collect();
+        Load {
+            stop,
+            ok,
+            failed,
+            callers,
+        }
     }
-    let (ok, failed) = (ok.load(SeqCst), failed.load(SeqCst));
-    println!("calls across the restart: {ok} succeeded, {failed} failed ({before} before SIGTERM)");
-    assert!(socket.exists(), "the inherited socket was never unlinked");
-    assert_ne!(first_pid, second_pid);
-    assert!(ok > before, "the second generation served calls");
-    assert_eq!(failed, 0, "no call failed across the restart");
-    Command::new("kill")
-        .args(["-TERM", &second_pid])
-        .status()
-        .unwrap();
-    let _ = tokio::task::spawn_blocking(move || holder.wait()).await;
+
+    /// (succeeded, failed) once every caller has stopped.
+    async fn stop(self) -> (usize, usize) {
+        self.stop.store(true, SeqCst);
+        for caller in self.callers {
+            caller.await.unwrap();
+        }
+        (self.ok.load(SeqCst), self.failed.load(SeqCst))
+    }
 }
