@@ -106,30 +106,7 @@ async fn pull_status_list_remove_by_tag_default_tag_and_digest() {
     assert_eq!(c.pull(&untagged).await.unwrap(), image_id);
     assert_eq!(c.pull(&by_digest).await.unwrap(), image_id);
 
-    let image = status(c, &by_tag, "").await.expect("present by tag");
-    assert_eq!(image.id, image_id);
-    assert_eq!(
-        image.uid.map(|u| u.value),
-        Some(1234),
-        "User from the image config"
-    );
-    assert!(image.repo_tags.contains(&format!("{untagged}:latest")));
-    assert!(
-        image.repo_digests.contains(&by_digest),
-        "{:?}",
-        image.repo_digests
-    );
-    assert_eq!(
-        status(c, &image_id, "").await.unwrap().id,
-        image_id,
-        "by ID"
-    );
-    assert_eq!(
-        status(c, &by_digest, "").await.unwrap().id,
-        image_id,
-        "by digest"
-    );
-
+    status_by_tag_id_and_digest(c, &by_tag, &image_id, &untagged, &by_digest).await;
     let all: cri::ListImagesResponse = c
         .call(paths::LIST_IMAGES, cri::ListImagesRequest::default())
         .await
@@ -145,18 +122,54 @@ async fn pull_status_list_remove_by_tag_default_tag_and_digest() {
     let filtered: cri::ListImagesResponse = c.call(paths::LIST_IMAGES, filter()).await.unwrap();
     assert!(filtered.images.iter().any(|i| i.id == image_id));
 
+    remove_everywhere(&env, c, &image_id, &by_tag).await;
+}
+
+/// ImageStatus finds one image by tag (with its config's user, tags and digests), by ID
+/// and by digest.
+async fn status_by_tag_id_and_digest(
+    c: &CriClient,
+    by_tag: &str,
+    image_id: &str,
+    untagged: &str,
+    by_digest: &str,
+) {
+    let (by_tag, untagged, by_digest) = (by_tag.to_string(), untagged, by_digest.to_string());
+    let image = status(c, &by_tag, "").await.expect("present by tag");
+    assert_eq!(image.id, image_id);
+    assert_eq!(
+        image.uid.map(|u| u.value),
+        Some(1234),
+        "User from the image config"
+    );
+    assert!(image.repo_tags.contains(&format!("{untagged}:latest")));
+    assert!(
+        image.repo_digests.contains(&by_digest),
+        "{:?}",
+        image.repo_digests
+    );
+    assert_eq!(status(c, image_id, "").await.unwrap().id, image_id, "by ID");
+    assert_eq!(
+        status(c, &by_digest, "").await.unwrap().id,
+        image_id,
+        "by digest"
+    );
+}
+
+/// RemoveImage by ID: gone through imageshim and in containerd.
+async fn remove_everywhere(env: &RealEnv, c: &CriClient, image_id: &str, by_tag: &str) {
     let _: cri::RemoveImageResponse = c
         .call(
             paths::REMOVE_IMAGE,
             cri::RemoveImageRequest {
-                image: spec(&image_id, ""),
+                image: spec(image_id, ""),
             },
         )
         .await
         .unwrap();
-    assert!(status(c, &by_tag, "").await.is_none(), "removed");
+    assert!(status(c, by_tag, "").await.is_none(), "removed");
     assert!(
-        status(&env.direct(), &by_tag, "").await.is_none(),
+        status(&env.direct(), by_tag, "").await.is_none(),
         "removed in containerd too"
     );
 }
@@ -187,8 +200,13 @@ async fn handlers_are_discovered_routed_and_reported() {
         without.spec.map(|s| s.runtime_handler).unwrap_or_default(),
         ""
     );
-    let listed: cri::ListImagesResponse = shim
-        .client
+    listed_with_handler_and_unknown_refused(&shim.client, &image).await;
+}
+
+/// ListImages for a handler marks every image with it; an unknown handler is refused
+/// listing the known ones.
+async fn listed_with_handler_and_unknown_refused(client: &CriClient, image: &str) {
+    let listed: cri::ListImagesResponse = client
         .call(
             paths::LIST_IMAGES,
             cri::ListImagesRequest {
@@ -206,11 +224,10 @@ async fn handlers_are_discovered_routed_and_reported() {
         .all(|i| i.spec.as_ref().unwrap().runtime_handler == "runc"));
 
     let unknown = cri::PullImageRequest {
-        image: spec(&image, "wasm"),
+        image: spec(image, "wasm"),
         ..Default::default()
     };
-    let err = shim
-        .client
+    let err = client
         .call::<_, cri::PullImageResponse>(paths::PULL_IMAGE, unknown)
         .await
         .unwrap_err();
@@ -243,52 +260,7 @@ async fn errors_match_direct_containerd_code_for_code() {
         bad.message()
     );
 
-    for path in [STREAM_IMAGES, "/runtime.v1.ImageService/NoSuchMethodYet"] {
-        let via = shim
-            .client
-            .call::<_, cri::ListImagesResponse>(path, cri::ListImagesRequest::default())
-            .await
-            .unwrap_err();
-        let want = direct
-            .call::<_, cri::ListImagesResponse>(path, cri::ListImagesRequest::default())
-            .await
-            .unwrap_err();
-        assert_eq!(via.code(), Code::Unimplemented, "{path}");
-        assert_eq!(
-            (via.code(), via.message()),
-            (want.code(), want.message()),
-            "{path}"
-        );
-    }
-    let via = shim
-        .client
-        .stream::<_, cri::ContainerEventResponse>(
-            CONTAINER_EVENTS,
-            tonic::Request::new(cri::GetEventsRequest {}),
-        )
-        .await;
-    let want = direct
-        .stream::<_, cri::ContainerEventResponse>(
-            CONTAINER_EVENTS,
-            tonic::Request::new(cri::GetEventsRequest {}),
-        )
-        .await;
-    match (via, want) {
-        (Err(via), Err(want)) => {
-            assert_eq!((via.code(), via.message()), (want.code(), want.message()))
-        }
-        (Ok(mut via), Ok(_)) => {
-            // A runtime that streams events: the stream stays open with no message yet.
-            let next =
-                tokio::time::timeout(Duration::from_millis(300), via.get_mut().message()).await;
-            assert!(next.is_err(), "stream open and waiting");
-        }
-        (via, want) => panic!(
-            "shim and containerd disagree: {:?} vs {:?}",
-            via.err(),
-            want.err()
-        ),
-    }
+    unknown_and_streaming_methods_match(&shim.client, &direct).await;
 }
 
 #[tokio::test]
@@ -319,25 +291,73 @@ async fn image_fs_info_and_a_short_deadline() {
     );
 }
 
+/// Methods containerd 1.6 does not know, unary and server-streaming, answer through
+/// imageshim exactly as directly.
+async fn unknown_and_streaming_methods_match(shim: &CriClient, direct: &CriClient) {
+    for path in [STREAM_IMAGES, "/runtime.v1.ImageService/NoSuchMethodYet"] {
+        let via = shim
+            .call::<_, cri::ListImagesResponse>(path, cri::ListImagesRequest::default())
+            .await
+            .unwrap_err();
+        let want = direct
+            .call::<_, cri::ListImagesResponse>(path, cri::ListImagesRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(via.code(), Code::Unimplemented, "{path}");
+        assert_eq!(
+            (via.code(), via.message()),
+            (want.code(), want.message()),
+            "{path}"
+        );
+    }
+    let via = shim
+        .stream::<_, cri::ContainerEventResponse>(
+            CONTAINER_EVENTS,
+            tonic::Request::new(cri::GetEventsRequest {}),
+        )
+        .await;
+    let want = direct
+        .stream::<_, cri::ContainerEventResponse>(
+            CONTAINER_EVENTS,
+            tonic::Request::new(cri::GetEventsRequest {}),
+        )
+        .await;
+    match (via, want) {
+        (Err(via), Err(want)) => {
+            assert_eq!((via.code(), via.message()), (want.code(), want.message()))
+        }
+        (Ok(mut via), Ok(_)) => {
+            // A runtime that streams events: the stream stays open with no message yet.
+            let next =
+                tokio::time::timeout(Duration::from_millis(300), via.get_mut().message()).await;
+            assert!(next.is_err(), "stream open and waiting");
+        }
+        (via, want) => panic!(
+            "shim and containerd disagree: {:?} vs {:?}",
+            via.err(),
+            want.err()
+        ),
+    }
+}
+
+/// `hack/containerd.sh CMD DIR`, which must succeed.
+fn containerd_script(env: &RealEnv, cmd: &str, dir: &std::path::Path) {
+    let out = std::process::Command::new(env.hack_dir.join("containerd.sh"))
+        .arg(cmd)
+        .arg(dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{cmd}: {stderr}");
+}
+
 #[tokio::test]
 async fn backend_stopped_and_restarted_mid_test() {
     let Some((env, _turn)) = RealEnv::acquire(module_path!()).await else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let script = env.hack_dir.join("containerd.sh");
-    let run = |cmd: &str| {
-        let out = std::process::Command::new(&script)
-            .arg(cmd)
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{cmd}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let run = |cmd: &str| containerd_script(&env, cmd, dir.path());
     run("start");
     let socket = dir.path().join("containerd.sock");
     let shim = Shim::start(&backend_toml("own", "containerd", &socket, true, &[], "")).await;
