@@ -83,11 +83,33 @@ fn serve_reloads_on_sighup_and_removes_its_socket_on_sigterm() {
         "a second instance refuses a live socket"
     );
     assert!(String::from_utf8_lossy(&second.stderr).contains("already serving"));
+    let (logged, reader) = stderr_lines(&mut child);
     let pid = child.id().to_string();
-    let signal = |name: &str| {
-        let sent = Command::new("kill").args([name, &pid]).status().unwrap();
-        assert!(sent.success());
-    };
+    signal("-HUP", &pid);
+    // Wait for the reload itself, as logged.
+    let reloaded = std::iter::from_fn(|| logged.recv_timeout(Duration::from_secs(10)).ok())
+        .any(|line| line.contains("credentials reloaded"));
+    assert!(reloaded, "SIGHUP reloaded the credentials");
+    assert!(socket.exists(), "the socket is not rebound on SIGHUP");
+    signal("-TERM", &pid);
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(!socket.exists(), "socket removed on SIGTERM");
+}
+
+fn signal(name: &str, pid: &str) {
+    let sent = Command::new("kill").args([name, pid]).status().unwrap();
+    assert!(sent.success());
+}
+
+/// The child's stderr, line by line, as it is written.
+fn stderr_lines(
+    child: &mut std::process::Child,
+) -> (
+    std::sync::mpsc::Receiver<String>,
+    std::thread::JoinHandle<()>,
+) {
     let (lines, logged) = std::sync::mpsc::channel();
     let stderr = child.stderr.take().unwrap();
     let reader = std::thread::spawn(move || {
@@ -99,15 +121,5 @@ fn serve_reloads_on_sighup_and_removes_its_socket_on_sigterm() {
             let _ = lines.send(line);
         }
     });
-    signal("-HUP");
-    // Wait for the reload itself, as logged.
-    let reloaded = std::iter::from_fn(|| logged.recv_timeout(Duration::from_secs(10)).ok())
-        .any(|line| line.contains("credentials reloaded"));
-    assert!(reloaded, "SIGHUP reloaded the credentials");
-    assert!(socket.exists(), "the socket is not rebound on SIGHUP");
-    signal("-TERM");
-    let status = child.wait().unwrap();
-    reader.join().unwrap();
-    assert!(status.success(), "{status}");
-    assert!(!socket.exists(), "socket removed on SIGTERM");
+    (logged, reader)
 }

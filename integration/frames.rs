@@ -161,13 +161,7 @@ async fn backend_errors_imageshim_hands_on_keep_the_trailers_only_shape() {
     let failing = fake(true).await;
     let healthy = fake(false).await;
     let dir = tempfile::tempdir().unwrap();
-    let docker_config = dir.path().join("config.json");
-    let auths = serde_json::json!({ "auths": {
-        "registry.example": { "username": "a", "password": "wrong-a" },
-        "registry.example/missing": { "username": "b", "password": "wrong-b" },
-    }});
-    std::fs::write(&docker_config, auths.to_string()).unwrap();
-    let credentials = format!("[credentials]\ndocker_config = [{docker_config:?}]\n");
+    let credentials = two_wrong_credentials(dir.path());
     let shim = Shim::start(&two_backends(
         &healthy.socket,
         &failing.socket,
@@ -175,10 +169,41 @@ async fn backend_errors_imageshim_hands_on_keep_the_trailers_only_shape() {
     ))
     .await;
     let sock = shim.socket.clone();
+    merged_retried_pulls_are_trailers_only(&sock, &healthy).await;
+    let mut client = FrameClient::connect(&sock).await;
+    let marked = client
+        .call(paths::IMAGE_STATUS, None, &[], &image_status("kata"))
+        .await;
+    assert_shape(
+        &marked,
+        TRAILERS_ONLY,
+        Code::NotFound,
+        "handler-marked ImageStatus",
+    );
+    let merged = client
+        .call(paths::LIST_IMAGES, None, &[], &list_images())
+        .await;
+    assert_shape(&merged, TRAILERS_ONLY, Code::NotFound, "merged ListImages");
+}
+
+/// A `[credentials]` table whose config.json has two wrong credentials that both
+/// match `registry.example/missing`.
+fn two_wrong_credentials(dir: &Path) -> String {
+    let docker_config = dir.join("config.json");
+    let auths = serde_json::json!({ "auths": {
+        "registry.example": { "username": "a", "password": "wrong-a" },
+        "registry.example/missing": { "username": "b", "password": "wrong-b" },
+    }});
+    std::fs::write(&docker_config, auths.to_string()).unwrap();
+    format!("[credentials]\ndocker_config = [{docker_config:?}]\n")
+}
+
+/// Merged waiters, each on its own connection, all tried with both credentials: each
+/// gets the backend's last error as one HEADERS frame.
+async fn merged_retried_pulls_are_trailers_only(sock: &Path, healthy: &FakeBackend) {
     let missing = pull("registry.example/missing:1", "");
-    // Merged waiters, each on its own connection, all tried with both credentials.
     let calls = (0..3).map(|_| {
-        let (sock, missing) = (sock.clone(), missing.clone());
+        let (sock, missing) = (sock.to_path_buf(), missing.clone());
         tokio::spawn(async move {
             let mut client = FrameClient::connect(&sock).await;
             client
@@ -204,20 +229,6 @@ async fn backend_errors_imageshim_hands_on_keep_the_trailers_only_shape() {
         !tried.is_empty() && tried.len() % 2 == 0,
         "both credentials tried per pull"
     );
-    let mut client = FrameClient::connect(&sock).await;
-    let marked = client
-        .call(paths::IMAGE_STATUS, None, &[], &image_status("kata"))
-        .await;
-    assert_shape(
-        &marked,
-        TRAILERS_ONLY,
-        Code::NotFound,
-        "handler-marked ImageStatus",
-    );
-    let merged = client
-        .call(paths::LIST_IMAGES, None, &[], &list_images())
-        .await;
-    assert_shape(&merged, TRAILERS_ONLY, Code::NotFound, "merged ListImages");
 }
 
 #[tokio::test]

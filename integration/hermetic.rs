@@ -289,6 +289,11 @@ async fn handlers_route_to_their_backend_and_list_images_merges_all() {
         .unwrap();
     let ids: Vec<_> = all.images.iter().map(|i| i.id.as_str()).collect();
     assert_eq!(ids, ["sha256:from-containerd", "sha256:from-crio"]);
+    kata_answers_are_marked(c).await;
+}
+
+/// ListImages and ImageStatus naming `kata` reach only its backend and come back marked.
+async fn kata_answers_are_marked(c: &crate::support::CriClient) {
     let kata = cri::ListImagesRequest {
         filter: Some(cri::ImageFilter {
             image: Some(cri::ImageSpec {

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use crate::hermetic::{pull_request, shim_in_front_of, simple_fake};
-use crate::support::backend_toml;
 use crate::support::fake::{handler, reply, FakeBackend};
+use crate::support::{backend_toml, Shim};
 use imageshim::cri::{self, paths};
 
 #[tokio::test]
@@ -48,31 +48,18 @@ async fn credentials_reload_without_rebinding_and_bad_reloads_keep_the_old_ones(
         )
     };
     let last_user = || {
-        let calls = fake.calls_to(paths::PULL_IMAGE);
-        let request: cri::PullImageRequest = calls.last().unwrap().decode();
-        request.auth.map(|a| a.username).unwrap_or_default()
+        last_pull_auth(&fake)
+            .map(|a| a.username)
+            .unwrap_or_default()
     };
     pull().await.unwrap();
     assert_eq!(last_user(), "", "anonymous before any credentials");
 
     let dir = tempfile::tempdir().unwrap();
     let config_json = dir.path().join("config.json");
-    std::fs::write(
-        &config_json,
-        r#"{"auths": {"registry.example.com": {"username": "u", "password": "p"}}}"#,
-    )
-    .unwrap();
-    let reload = |text: String| {
-        let config = imageshim::config::Config::parse(&format!(
-            "{}[credentials]\n{text}",
-            backend_toml("fake", "containerd", &fake.socket, true, &[], "")
-        ))
-        .unwrap();
-        shim.running
-            .as_ref()
-            .unwrap()
-            .reload_credentials(&config.credentials)
-    };
+    let auths = r#"{"auths": {"registry.example.com": {"username": "u", "password": "p"}}}"#;
+    std::fs::write(&config_json, auths).unwrap();
+    let reload = |text: String| reload_credentials(&shim, &fake, &text);
     reload(format!(
         "docker_config = [{:?}]\n",
         config_json.display().to_string()
@@ -80,16 +67,11 @@ async fn credentials_reload_without_rebinding_and_bad_reloads_keep_the_old_ones(
     .unwrap();
     pull().await.unwrap();
     assert_eq!(last_user(), "u", "reloaded credentials are injected");
-    let forwarded: cri::PullImageRequest =
-        fake.calls_to(paths::PULL_IMAGE).last().unwrap().decode();
-    assert_eq!(
-        forwarded.auth.unwrap().server_address,
-        "",
-        "no server_address is injected"
-    );
+    let injected = last_pull_auth(&fake).unwrap();
+    assert_eq!(injected.server_address, "", "no server_address is injected");
 
-    let err = reload("provider_config = \"/no/such.yaml\"\nprovider_bin_dir = \"/no\"\n".into())
-        .unwrap_err();
+    let bad = "provider_config = \"/no/such.yaml\"\nprovider_bin_dir = \"/no\"\n";
+    let err = reload(bad.into()).unwrap_err();
     assert!(format!("{err:#}").contains("/no/such.yaml"), "{err:#}");
     pull().await.unwrap();
     assert_eq!(
@@ -97,4 +79,23 @@ async fn credentials_reload_without_rebinding_and_bad_reloads_keep_the_old_ones(
         "u",
         "a bad reload leaves the previous credentials in force"
     );
+}
+
+/// The `auth` of the last PullImage the fake backend received.
+fn last_pull_auth(fake: &FakeBackend) -> Option<cri::AuthConfig> {
+    let calls = fake.calls_to(paths::PULL_IMAGE);
+    let request: cri::PullImageRequest = calls.last().unwrap().decode();
+    request.auth
+}
+
+/// Reloads `shim`'s credentials from a `[credentials]` body.
+fn reload_credentials(shim: &Shim, fake: &FakeBackend, credentials: &str) -> anyhow::Result<()> {
+    let backend = backend_toml("fake", "containerd", &fake.socket, true, &[], "");
+    let config =
+        imageshim::config::Config::parse(&format!("{backend}[credentials]\n{credentials}"))
+            .unwrap();
+    shim.running
+        .as_ref()
+        .unwrap()
+        .reload_credentials(&config.credentials)
 }

@@ -115,6 +115,12 @@ async fn faulty_plugins_fail_clearly_leave_nothing_behind_and_the_pull_goes_on()
         message.starts_with("failed to pull and unpack image"),
         "{message}"
     );
+    every_faulty_plugin_is_named(message);
+    nothing_left_behind_or_logged(&env, dir.path());
+}
+
+/// The error names each faulty provider with its reason, and quotes no plugin output.
+fn every_faulty_plugin_is_named(message: &str) {
     let expected = [
         ("hangs", "timed out after 1s"),
         ("crashes", "signal: 11"),
@@ -139,7 +145,11 @@ async fn faulty_plugins_fail_clearly_leave_nothing_behind_and_the_pull_goes_on()
         !message.contains(MARKER),
         "no plugin output in the error: {message}"
     );
-    let grandchild = std::fs::read_to_string(dir.path().join("grandchild.pid")).unwrap();
+}
+
+/// The forked helper is gone and no plugin output reached the logs.
+fn nothing_left_behind_or_logged(env: &RealEnv, dir: &Path) {
+    let grandchild = std::fs::read_to_string(dir.join("grandchild.pid")).unwrap();
     let stat = std::fs::read_to_string(format!("/proc/{}/stat", grandchild.trim()));
     assert!(
         stat.map_or(true, |s| s.contains(") Z")),
@@ -148,7 +158,7 @@ async fn faulty_plugins_fail_clearly_leave_nothing_behind_and_the_pull_goes_on()
     let logs = captured_logs();
     let logs = String::from_utf8_lossy(&logs.lock().unwrap()).to_string();
     assert!(!logs.contains(MARKER), "plugin output reached the logs");
-    assert_no_secret_logged(&env);
+    assert_no_secret_logged(env);
 }
 
 #[tokio::test]
