@@ -103,6 +103,10 @@ def runtime_calls(report, direct, shim, args):
     names = [f"ring-{report.mode_tag}-{side}".encode() for side in "ds"]
     answers = [pod_lifecycle(endpoint, image, name.decode()) for endpoint, name in zip((direct, shim), names)]
     ids = answers[0].pop("_ids") + answers[1].pop("_ids") + names
+    if answers[0]["RunPodSandbox"].code != C.OK:
+        # Comparing two identical failures would hide that no pod ran: say so and fail.
+        report.failures.append("containerd could not run a pod here: "
+                               + (answers[0]["RunPodSandbox"].details or ""))
     status_times = dropping(1, [1, 4, 5, 6])
     listed = lambda body: repeated(1)(dropping(1, [1, 2, 7])(body)) if body else body
     compare = {"ContainerStatus": status_times, "ListContainers": listed,
