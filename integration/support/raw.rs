@@ -37,11 +37,31 @@ pub async fn raw_call(
     headers: &[(&str, &str)],
     framed: Bytes,
 ) -> RawResponse {
-    let stream = UnixStream::connect(socket).await.unwrap();
+    try_raw_call(socket, path, headers, framed).await.unwrap()
+}
+
+/// Why a raw call got no answer.
+#[derive(Debug)]
+pub enum CallFailure {
+    /// The call never reached the server (connect or handshake failed, or the server's
+    /// GOAWAY refused the stream): gRPC clients retry these transparently.
+    NeverStarted(String),
+    Failed(hyper::Error),
+}
+
+/// Like `raw_call`, reporting failures.
+pub async fn try_raw_call(
+    socket: &Path,
+    path: &str,
+    headers: &[(&str, &str)],
+    framed: Bytes,
+) -> Result<RawResponse, CallFailure> {
+    let never = |e: &dyn std::fmt::Display| CallFailure::NeverStarted(e.to_string());
+    let stream = UnixStream::connect(socket).await.map_err(|e| never(&e))?;
     let (mut sender, connection) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
             .await
-            .unwrap();
+            .map_err(|e| never(&e))?;
     tokio::spawn(connection);
     let mut request = Request::post(format!("http://localhost{path}"))
         .header("content-type", "application/grpc")
@@ -52,14 +72,23 @@ pub async fn raw_call(
     let response = sender
         .send_request(request.body(Full::new(framed)).unwrap())
         .await
-        .unwrap();
+        .map_err(|e| match refused_by_goaway(&e) {
+            true => never(&e),
+            false => CallFailure::Failed(e),
+        })?;
     let (parts, body) = response.into_parts();
-    let collected = body.collect().await.unwrap();
-    RawResponse {
+    let collected = body.collect().await.map_err(CallFailure::Failed)?;
+    Ok(RawResponse {
         headers: parts.headers,
         trailers: collected.trailers().cloned().unwrap_or_default(),
         body: collected.to_bytes(),
-    }
+    })
+}
+
+/// True when the server's GOAWAY refused the stream before processing it.
+fn refused_by_goaway(err: &hyper::Error) -> bool {
+    let h2 = std::error::Error::source(err).and_then(|s| s.downcast_ref::<h2::Error>());
+    h2.is_some_and(|e| e.is_go_away() && e.is_remote())
 }
 
 /// A PullImage carrying a `grpc-timeout` the client does not enforce itself, as grpc-go
