@@ -10,11 +10,15 @@ mod client;
 #[allow(dead_code)]
 #[path = "../integration/support/oci.rs"]
 mod oci;
+#[allow(dead_code)]
+#[path = "../integration/support/procstat.rs"]
+mod procstat;
 
 use std::time::{Duration, Instant};
 
 use client::CriClient;
 use imageshim::cri::{self, paths};
+use procstat::rss_kib;
 
 const VERSION: &str = "/runtime.v1.RuntimeService/Version";
 
@@ -81,16 +85,6 @@ impl prost::Message for RawMessage {
     fn clear(&mut self) {
         self.0.clear();
     }
-}
-
-fn rss_kib(pid: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 fn manifest_gets(log: &str, repo: &str) -> usize {

@@ -12,6 +12,9 @@ mod client;
 #[allow(dead_code)]
 #[path = "../integration/support/oci.rs"]
 mod oci;
+#[allow(dead_code)]
+#[path = "../integration/support/procstat.rs"]
+mod procstat;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -139,15 +142,13 @@ async fn query_round(kind: usize, image: &str, client: &CriClient, tally: &Tally
 
 /// RSS KiB, open fds, threads of `pid`.
 fn sample(pid: &str) -> (u64, usize, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("imageshim runs");
-    let field = |name: &str| -> u64 {
-        let line = status.lines().find(|l| l.starts_with(name)).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
-    };
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .count();
-    (field("VmRSS:"), fds, field("Threads:"))
+    let rss = procstat::rss_kib(pid);
+    assert!(rss > 0, "imageshim runs");
+    (
+        rss,
+        procstat::open_fds(pid),
+        procstat::status_field(pid, "Threads"),
+    )
 }
 
 #[tokio::main]

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::fake::{handler, reply, FakeBackend};
 use crate::support::frames::{frame_bytes, PREFACE};
+use crate::support::procstat::rss_kib;
 use crate::support::raw::raw_call;
 use crate::support::CriClient;
 use imageshim::cri::{self, paths, wire};
@@ -32,12 +33,6 @@ fn raise_fd_limit() {
         limit.rlim_cur = limit.rlim_max.min(8192);
         libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
     }
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
 struct Serving(Child);
@@ -101,29 +96,29 @@ async fn hostile_clients_neither_wedge_imageshim_nor_grow_it() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let (shim, socket) = serve(dir.path(), &backend.socket);
-    let pid = shim.0.id();
+    let pid = shim.0.id().to_string();
     let client = CriClient::new(&socket);
     answered_promptly(&client, Duration::from_secs(5)).await;
-    let idle_rss = rss_kib(pid);
+    let idle_rss = rss_kib(&pid);
 
     let mut idle = Vec::new();
     for _ in 0..1000 {
         idle.push(UnixStream::connect(&socket).await.unwrap());
     }
     answered_promptly(&client, Duration::from_secs(2)).await;
-    println!("after 1,000 idle connections: {} KiB", rss_kib(pid));
+    println!("after 1,000 idle connections: {} KiB", rss_kib(&pid));
 
     let mut stuck = UnixStream::connect(&socket).await.unwrap();
     stuck.write_all(&streams_without_bodies(200)).await.unwrap();
     answered_promptly(&client, Duration::from_secs(2)).await;
-    println!("after 200 stuck streams: {} KiB", rss_kib(pid));
+    println!("after 200 stuck streams: {} KiB", rss_kib(&pid));
 
     // A 17 MiB message on an intercepted path: refused, nothing else disturbed.
     let oversized = wire::frame(&vec![0u8; 17 << 20]);
     let refused = raw_call(&socket, paths::PULL_IMAGE, &[], oversized).await;
     let code = (Code::ResourceExhausted as i32).to_string();
     assert_eq!(refused.status().0, code, "{:?}", refused.status());
-    println!("after a 17 MiB message: {} KiB", rss_kib(pid));
+    println!("after a 17 MiB message: {} KiB", rss_kib(&pid));
     answered_promptly(&client, Duration::from_secs(2)).await;
 
     for _ in 0..200 {
@@ -132,7 +127,7 @@ async fn hostile_clients_neither_wedge_imageshim_nor_grow_it() {
     }
     answered_promptly(&client, Duration::from_secs(2)).await;
 
-    let loaded_rss = rss_kib(pid);
+    let loaded_rss = rss_kib(&pid);
     println!("imageshim RSS: {idle_rss} KiB idle, {loaded_rss} KiB with 1,000 idle connections, 200 stuck streams, a 17 MiB message and 200 resets");
     assert!(
         loaded_rss < 50 * 1024,

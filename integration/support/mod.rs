@@ -6,6 +6,7 @@ pub mod client;
 pub mod fake;
 pub mod frames;
 pub mod oci;
+pub mod procstat;
 pub mod pullfake;
 pub mod raw;
 pub mod stallproxy;
