@@ -4,15 +4,9 @@
 //!   bench SHIM_SOCKET CONTAINERD_SOCKET REGISTRY REGISTRY_LOG SHIM_PID IMAGES
 #![allow(clippy::unwrap_used, unreachable_pub)] // test and example code: failures panic loudly; pub is for sharing support code
 
-#[allow(dead_code)]
-#[path = "../integration/support/client.rs"]
-mod client;
-#[allow(dead_code)]
-#[path = "../integration/support/oci.rs"]
-mod oci;
-#[allow(dead_code)]
-#[path = "../integration/support/procstat.rs"]
-mod procstat;
+mod common;
+
+use common::{client, oci, procstat};
 
 use std::time::{Duration, Instant};
 

@@ -3,12 +3,9 @@
 //!   cargo run --example demo -- SOCKET REGISTRY
 #![allow(clippy::unwrap_used, unreachable_pub)] // test and example code: failures panic loudly; pub is for sharing support code
 
-#[allow(dead_code)]
-#[path = "../integration/support/client.rs"]
-mod client;
-#[allow(dead_code)]
-#[path = "../integration/support/oci.rs"]
-mod oci;
+mod common;
+
+use common::{client, oci};
 
 use imageshim::cri::{self, paths};
 

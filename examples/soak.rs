@@ -6,15 +6,9 @@
 //!   soak SHIM_SOCKET REGISTRY AUTH_REGISTRY SHIM_PID MINUTES
 #![allow(clippy::unwrap_used, unreachable_pub)] // test and example code: failures panic loudly; pub is for sharing support code
 
-#[allow(dead_code)]
-#[path = "../integration/support/client.rs"]
-mod client;
-#[allow(dead_code)]
-#[path = "../integration/support/oci.rs"]
-mod oci;
-#[allow(dead_code)]
-#[path = "../integration/support/procstat.rs"]
-mod procstat;
+mod common;
+
+use common::{client, oci, procstat};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
