@@ -16,6 +16,9 @@ use imageshim::cri::{self, paths, wire};
 use prost::Message;
 use tonic::Code;
 
+/// A PullImage (image, handler, extra headers) and the code imageshim answers it with.
+type ErrorCase<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], Code, &'a str);
+
 const TRAILERS_ONLY: &[&str] = &["HEADERS+END_STREAM"];
 const DATA_ANSWER: &[&str] = &["HEADERS", "DATA", "HEADERS+END_STREAM"];
 
@@ -117,30 +120,35 @@ async fn imageshims_own_errors_are_one_headers_frame_with_end_stream() {
     let config = two_backends(&held.socket, &healthy.socket, "");
     let shim = Shim::start(&config).await;
     let mut client = FrameClient::connect(&shim.socket).await;
-    let path = paths::PULL_IMAGE;
-    let bad_reference = client
-        .call(path, Some("localhost"), &[], &pull("Up/Per", ""))
-        .await;
-    assert_shape(
-        &bad_reference,
-        TRAILERS_ONLY,
-        Code::InvalidArgument,
-        "invalid reference",
-    );
-    let unknown = client
-        .call(path, Some("localhost"), &[], &pull("busybox", "nope"))
-        .await;
-    assert_shape(
-        &unknown,
-        TRAILERS_ONLY,
-        Code::InvalidArgument,
-        "unknown handler",
-    );
     let timeout = [("grpc-timeout", "50m")];
-    let late = client
-        .call(path, Some("localhost"), &timeout, &pull("busybox", ""))
-        .await;
-    assert_shape(&late, TRAILERS_ONLY, Code::DeadlineExceeded, "deadline");
+    let cases: [ErrorCase; 3] = [
+        (
+            "Up/Per",
+            "",
+            &[],
+            Code::InvalidArgument,
+            "invalid reference",
+        ),
+        (
+            "busybox",
+            "nope",
+            &[],
+            Code::InvalidArgument,
+            "unknown handler",
+        ),
+        ("busybox", "", &timeout, Code::DeadlineExceeded, "deadline"),
+    ];
+    for (image, handler, extra, code, what) in cases {
+        let answer = client
+            .call(
+                paths::PULL_IMAGE,
+                Some("localhost"),
+                extra,
+                &pull(image, handler),
+            )
+            .await;
+        assert_shape(&answer, TRAILERS_ONLY, code, what);
+    }
 
     let gone = Shim::with_backend_gone(dir.path()).await;
     let mut client = FrameClient::connect(&gone.socket).await;
