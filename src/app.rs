@@ -8,7 +8,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::backend::BackendSet;
-use crate::config::{Config, CredentialsConfig};
+use crate::config::{Config, CredentialsConfig, PullConfig};
 use crate::credentials::Resolver;
 use crate::pull::{Coordinator, PullOptions, PullStatsSnapshot};
 use crate::server::{self, socket, ServerState};
@@ -53,11 +53,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningShim> {
     let backends = BackendSet::from_config(&config.backends).context("backends")?;
     let socket = socket::open(&config.socket, config.socket_group.as_deref()).await?;
     let (listener, owned) = (socket.listener, socket.owned);
-    let pulls = Coordinator::new(PullOptions {
-        permits: config.pull.permits(),
-        cancel_abandoned: config.pull.cancel_abandoned,
-        failure_backoff: config.pull.failure_backoff,
-    });
+    let pulls = Coordinator::new(pull_options(&config.pull));
     let credentials = Resolver::new(&config.credentials.sources()).context("credentials")?;
     let state = Arc::new(ServerState::new(backends, pulls, credentials));
     let (stop, stopped) = oneshot::channel::<()>();
@@ -80,6 +76,15 @@ pub async fn start(config: Config) -> anyhow::Result<RunningShim> {
         stop: Some(stop),
         task,
     })
+}
+
+fn pull_options(pull: &PullConfig) -> PullOptions {
+    PullOptions {
+        permits: pull.permits(),
+        cancel_abandoned: pull.cancel_abandoned,
+        failure_backoff: pull.failure_backoff,
+        progress_timeout: pull.progress_timeout,
+    }
 }
 
 /// Runs until SIGTERM or SIGINT, then shuts down gracefully. SIGHUP re-reads the

@@ -35,6 +35,40 @@ pub struct Config {
     pub pull: PullConfig,
     #[serde(default)]
     pub credentials: CredentialsConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// Images kept on the node: pulled at start and whenever removed.
+    #[serde(default, rename = "pinned")]
+    pub pinned: Vec<PinnedImage>,
+}
+
+/// `[admin]`: the loopback HTTP endpoint for metrics, health and pull status.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// `host:port`; `""` turns the endpoint off.
+    #[serde(deserialize_with = "empty_is_none")]
+    pub listen: Option<String>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: Some(DEFAULT_ADMIN_LISTEN.to_string()),
+        }
+    }
+}
+
+/// Where the admin endpoint listens unless configured otherwise.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9595";
+
+/// One `[[pinned]]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PinnedImage {
+    pub image: String,
+    #[serde(default)]
+    pub handler: String,
 }
 
 /// `[credentials]`: where registry credentials for pulls without their own come from.
@@ -141,6 +175,10 @@ pub struct PullConfig {
     pub max_parallel_image_pulls: Option<NonZeroUsize>,
     pub cancel_abandoned: bool,
     pub failure_backoff: bool,
+    /// A running pull whose bytes have not moved for this long is aborted; `None`
+    /// (`"0s"` in the file) turns the check off.
+    #[serde(deserialize_with = "go_duration_zero_is_none")]
+    pub progress_timeout: Option<Duration>,
 }
 
 impl Default for PullConfig {
@@ -150,6 +188,7 @@ impl Default for PullConfig {
             max_parallel_image_pulls: None,
             cancel_abandoned: true,
             failure_backoff: false,
+            progress_timeout: Some(Duration::from_secs(300)),
         }
     }
 }
@@ -185,6 +224,14 @@ fn empty_path_is_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>
 /// `0` in the file means unset (the kubelet's "unlimited").
 fn zero_is_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NonZeroUsize>, D::Error> {
     Ok(NonZeroUsize::new(usize::deserialize(d)?))
+}
+
+/// A Go duration (`"5m"`, `"1m30s"`); `"0s"` means unset.
+fn go_duration_zero_is_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let text = String::deserialize(d)?;
+    let duration = crate::credentials::duration::parse_go_duration(&text)
+        .map_err(|e| serde::de::Error::custom(format!("invalid duration {text:?}: {e}")))?;
+    Ok((!duration.is_zero()).then_some(duration))
 }
 
 /// Deserializes a duration written as "30s", "1m", "1h30m".
@@ -260,6 +307,8 @@ impl Config {
         validate_backends(&self.backends, &mut problems);
         validate_pull(&self.pull, &mut problems);
         validate_credentials(&self.credentials, &mut problems);
+        validate_admin(&self.admin, &mut problems);
+        validate_pinned(&self.pinned, &mut problems);
         if problems.is_empty() {
             Ok(())
         } else {
@@ -320,6 +369,28 @@ fn validate_credentials(credentials: &CredentialsConfig, problems: &mut Vec<Stri
     }
     if credentials.exec_timeout.is_zero() {
         problems.push("credentials.exec_timeout: must be more than 0".into());
+    }
+}
+
+fn validate_admin(admin: &AdminConfig, problems: &mut Vec<String>) {
+    let Some(listen) = &admin.listen else { return };
+    if listen.parse::<std::net::SocketAddr>().is_err() {
+        problems.push(format!(
+            "admin.listen: {listen:?} is not an address:port (e.g. \"{DEFAULT_ADMIN_LISTEN}\"); \"\" turns it off"
+        ));
+    }
+}
+
+fn validate_pinned(pinned: &[PinnedImage], problems: &mut Vec<String>) {
+    for (i, pin) in pinned.iter().enumerate() {
+        if let Err(e) = crate::reference::Reference::parse(&pin.image) {
+            problems.push(format!("pinned[{i}].image: {e}"));
+        }
+        if !pin.handler.is_empty() {
+            if let Err(e) = validate_handler(&pin.handler) {
+                problems.push(format!("pinned[{i}].handler: {e}"));
+            }
+        }
     }
 }
 

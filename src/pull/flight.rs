@@ -2,27 +2,69 @@
 //! rule that a pull whose last caller has gone is dropped while queued and cancelled
 //! (or finished, by config) while running.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::cap::{Permit, Ticket};
-use super::stats::{GaugeGuard, PullStats};
+use super::progress::Progress;
+use super::stats::{GaugeGuard, PullResult, PullStats};
 use super::{PullKey, PullOutcome, Shared};
 
+/// Orders flights by when they were enqueued, also when clocks tie.
+static NEXT_SEQUENCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 pub(crate) struct Flight<O> {
+    sequence: u64,
+    key: PullKey,
+    enqueued_at: Instant,
+    phase: Mutex<FlightPhase>,
     result: watch::Sender<Option<O>>,
     waiters: watch::Sender<usize>,
 }
 
+/// Where a pull is.
+#[derive(Debug, Clone)]
+pub enum FlightPhase {
+    Queued,
+    Running {
+        started_at: Instant,
+        progress: Arc<Progress>,
+    },
+}
+
+/// One queued or running pull, as the admin view shows it.
+#[derive(Debug, Clone)]
+pub struct FlightView {
+    pub sequence: u64,
+    pub key: PullKey,
+    pub enqueued_at: Instant,
+    pub phase: FlightPhase,
+    pub waiters: usize,
+}
+
 impl<O: PullOutcome> Flight<O> {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(key: PullKey) -> Self {
         Flight {
+            sequence: NEXT_SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            key,
+            enqueued_at: Instant::now(),
+            phase: Mutex::new(FlightPhase::Queued),
             result: watch::Sender::new(None),
             waiters: watch::Sender::new(0),
+        }
+    }
+
+    pub(crate) fn view(&self) -> FlightView {
+        FlightView {
+            sequence: self.sequence,
+            key: self.key.clone(),
+            enqueued_at: self.enqueued_at,
+            phase: self.phase.lock().clone(),
+            waiters: *self.waiters.borrow(),
         }
     }
 
@@ -41,7 +83,7 @@ impl<O: PullOutcome> WaiterGuard<O> {
     /// Must be called with the flight table locked, so abandonment sees it.
     pub(crate) fn join(shared: Arc<Shared<O>>, flight: Arc<Flight<O>>) -> Self {
         flight.waiters.send_modify(|n| *n += 1);
-        shared.stats.waiters.fetch_add(1, Relaxed);
+        shared.stats.waiters.inc();
         WaiterGuard { shared, flight }
     }
 
@@ -52,7 +94,7 @@ impl<O: PullOutcome> WaiterGuard<O> {
 
 impl<O: PullOutcome> Drop for WaiterGuard<O> {
     fn drop(&mut self) {
-        self.shared.stats.waiters.fetch_sub(1, Relaxed);
+        self.shared.stats.waiters.dec();
         self.flight.waiters.send_modify(|n| *n -= 1);
     }
 }
@@ -83,7 +125,15 @@ fn remove_if_same<O>(
     }
 }
 
-/// The pull task: waits for a permit, runs the job, publishes the outcome.
+/// How a running pull ended.
+enum Ended<O> {
+    Outcome(O),
+    Abandoned,
+    Stalled { timeout: Duration, bytes_done: u64 },
+}
+
+/// The pull task: waits for a permit, runs the job (unless every caller leaves or it
+/// stalls), publishes the outcome.
 pub(crate) async fn run<O: PullOutcome>(
     shared: Arc<Shared<O>>,
     key: PullKey,
@@ -94,25 +144,49 @@ pub(crate) async fn run<O: PullOutcome>(
     let Some(permit) = wait_for_permit(&shared, &key, &flight, ticket).await else {
         return;
     };
+    let options = *shared.options.read();
     let stats = &shared.stats;
     let running = GaugeGuard::enter(&stats.running);
     let started = Instant::now();
-    let outcome = if shared.cancel_abandoned {
-        tokio::select! {
-            outcome = job => Some(outcome),
-            _ = abandoned(&shared, &key, &flight) => None,
+    let progress = Arc::new(Progress::new(started, stats.bytes.clone()));
+    *flight.phase.lock() = FlightPhase::Running {
+        started_at: started,
+        progress: progress.clone(),
+    };
+    let abandon = async {
+        match options.cancel_abandoned {
+            true => abandoned(&shared, &key, &flight).await,
+            false => std::future::pending().await,
         }
-    } else {
-        Some(job.await)
+    };
+    let stall = async {
+        match options.progress_timeout {
+            Some(timeout) => (timeout, progress.stalled(timeout).await),
+            None => std::future::pending().await,
+        }
+    };
+    let ended = tokio::select! {
+        outcome = job => Ended::Outcome(outcome),
+        _ = abandon => Ended::Abandoned,
+        (timeout, bytes_done) = stall => Ended::Stalled { timeout, bytes_done },
     };
     drop(permit);
     drop(running);
-    PullStats::add_duration(&stats.pull_micros_total, started.elapsed());
-    match outcome {
-        Some(outcome) => publish(&shared, &key, &flight, outcome, started.elapsed()),
-        None => {
-            stats.cancelled_total.fetch_add(1, Relaxed);
-            tracing::info!(image = %key.image, handler = %key.handler, backend = %key.backend, duration = ?started.elapsed(), "running pull cancelled: no caller left");
+    PullStats::observe(&stats.pull_duration, started.elapsed());
+    let elapsed = started.elapsed();
+    match ended {
+        Ended::Outcome(outcome) => publish(&shared, &key, &flight, outcome, elapsed),
+        Ended::Abandoned => {
+            stats.result(PullResult::cancelled).inc();
+            tracing::info!(image = %key.image, handler = %key.handler, backend = %key.backend, duration = ?elapsed, "running pull cancelled: no caller left");
+        }
+        Ended::Stalled { timeout, bytes_done } => {
+            remove_if_same(&mut shared.flights.lock(), &key, &flight);
+            stats.result(PullResult::stalled).inc();
+            let waiters = *flight.waiters.borrow();
+            tracing::warn!(image = %key.image, handler = %key.handler, backend = %key.backend, ?timeout, bytes_done, waiters, "pull stalled: cancelled at the backend");
+            let outcome = O::stalled(&key.image, timeout, bytes_done);
+            flight.result.send_replace(Some(outcome));
         }
     }
 }
@@ -125,7 +199,7 @@ async fn wait_for_permit<O: PullOutcome>(
     ticket: Ticket,
 ) -> Option<Permit> {
     let stats = &shared.stats;
-    let queued_at = Instant::now();
+    let queued_at = flight.enqueued_at;
     let queued = GaugeGuard::enter(&stats.queued);
     let permit = tokio::select! {
         biased;
@@ -134,13 +208,13 @@ async fn wait_for_permit<O: PullOutcome>(
     };
     drop(queued);
     let Some(permit) = permit else {
-        stats.dropped_while_queued_total.fetch_add(1, Relaxed);
+        stats.result(PullResult::cancelled).inc();
         tracing::info!(image = %key.image, handler = %key.handler, backend = %key.backend, "queued pull dropped: no caller left");
         return None;
     };
     let queue_wait = queued_at.elapsed();
-    stats.started_total.fetch_add(1, Relaxed);
-    PullStats::add_duration(&stats.queue_wait_micros_total, queue_wait);
+    stats.started.inc();
+    PullStats::observe(&stats.queue_wait, queue_wait);
     let waiters = *flight.waiters.borrow();
     tracing::info!(image = %key.image, handler = %key.handler, backend = %key.backend, waiters, ?queue_wait, "pull started");
     Some(permit)
@@ -155,14 +229,14 @@ fn publish<O: PullOutcome>(
 ) {
     remove_if_same(&mut shared.flights.lock(), key, flight);
     let ok = outcome.is_success();
-    let counter = if ok {
-        &shared.stats.succeeded_total
+    let result = if ok {
+        PullResult::success
     } else {
-        &shared.stats.failed_total
+        PullResult::failure
     };
-    counter.fetch_add(1, Relaxed);
-    if let Some(backoff) = &shared.backoff {
-        let mut backoff = backoff.lock();
+    shared.stats.result(result).inc();
+    if shared.options.read().failure_backoff {
+        let mut backoff = shared.backoff.lock();
         if ok {
             backoff.succeeded(key);
         } else if outcome.is_registry_failure() {
@@ -191,7 +265,7 @@ pub(crate) async fn supervise<O: PullOutcome>(
         "the pull task was stopped"
     };
     remove_if_same(&mut shared.flights.lock(), &key, &flight);
-    shared.stats.failed_total.fetch_add(1, Relaxed);
+    shared.stats.result(PullResult::failure).inc();
     tracing::error!(image = %key.image, handler = %key.handler, backend = %key.backend, why, "pull failed inside imageshim; its waiters get Internal");
     flight
         .result

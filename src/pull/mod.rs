@@ -6,20 +6,24 @@
 pub mod backoff;
 pub mod cap;
 mod flight;
+pub mod progress;
 pub mod stats;
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 
 use tokio::time::Instant;
 
 use backoff::Backoff;
 use cap::Cap;
 use flight::{Flight, WaiterGuard};
-pub use stats::{PullStats, PullStatsSnapshot};
+pub use flight::{FlightPhase, FlightView};
+pub use progress::{Progress, ProgressState};
+pub use stats::{PullResult, PullStats, PullStatsSnapshot};
 
 use crate::cri::CredentialFingerprint;
 
@@ -42,6 +46,8 @@ pub trait PullOutcome: Clone + Send + Sync + 'static {
     /// What every waiter gets when the pull task itself failed (panicked or was torn
     /// down) instead of producing an outcome.
     fn task_failed(image: &str, why: &str) -> Self;
+    /// What every waiter gets when the pull stalled: no byte moved for `timeout`.
+    fn stalled(image: &str, timeout: Duration, bytes_done: u64) -> Self;
 }
 
 /// Why a caller stopped waiting without an outcome.
@@ -53,13 +59,16 @@ pub enum WaitError {
     Cancelled,
 }
 
-/// Coordinator options, from `[pull]`.
-#[derive(Debug, Clone, Copy)]
+/// Coordinator options, from `[pull]`; replaceable while running (pulls that already
+/// started keep the options they started with).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PullOptions {
     /// `None` = unlimited.
     pub permits: Option<usize>,
     pub cancel_abandoned: bool,
     pub failure_backoff: bool,
+    /// `None` = stalled pulls are never aborted.
+    pub progress_timeout: Option<Duration>,
 }
 
 /// Merges, caps and tracks pulls. Cheap to clone.
@@ -78,8 +87,8 @@ impl<O: PullOutcome> Clone for Coordinator<O> {
 pub(crate) struct Shared<O: PullOutcome> {
     flights: Mutex<HashMap<PullKey, Arc<Flight<O>>>>,
     cap: Cap,
-    cancel_abandoned: bool,
-    backoff: Option<Mutex<Backoff<PullKey, O>>>,
+    options: RwLock<PullOptions>,
+    backoff: Mutex<Backoff<PullKey, O>>,
     stats: PullStats,
 }
 
@@ -89,10 +98,8 @@ impl<O: PullOutcome> Coordinator<O> {
             shared: Arc::new(Shared {
                 flights: Mutex::new(HashMap::new()),
                 cap: Cap::new(options.permits),
-                cancel_abandoned: options.cancel_abandoned,
-                backoff: options
-                    .failure_backoff
-                    .then(|| Mutex::new(Backoff::default())),
+                options: RwLock::new(options),
+                backoff: Mutex::new(Backoff::default()),
                 stats: PullStats::default(),
             }),
         }
@@ -100,6 +107,36 @@ impl<O: PullOutcome> Coordinator<O> {
 
     pub fn stats(&self) -> PullStatsSnapshot {
         self.shared.stats.snapshot()
+    }
+
+    /// The metrics, for registration.
+    pub fn metrics(&self) -> &PullStats {
+        &self.shared.stats
+    }
+
+    /// Applies new options to pulls that start from now on; the cap resizes at once
+    /// (queued pulls start when it grows; running ones finish when it shrinks).
+    pub fn reconfigure(&self, options: PullOptions) {
+        *self.shared.options.write() = options;
+        self.shared.cap.set_limit(options.permits);
+    }
+
+    pub fn options(&self) -> PullOptions {
+        *self.shared.options.read()
+    }
+
+    /// The cap: (permits in use, size; `None` = unlimited).
+    pub fn cap_usage(&self) -> (usize, Option<usize>) {
+        self.shared.cap.usage()
+    }
+
+    /// Every queued and running pull, oldest first.
+    pub fn flights(&self) -> Vec<FlightView> {
+        let flights = self.shared.flights.lock();
+        let mut views: Vec<FlightView> = flights.values().map(|f| f.view()).collect();
+        drop(flights);
+        views.sort_by_key(|v| v.sequence);
+        views
     }
 
     /// Waits for the outcome of the pull for `key`, starting it with `job` when no pull
@@ -135,12 +172,11 @@ impl<O: PullOutcome> Coordinator<O> {
     }
 
     fn backed_off(&self, key: &PullKey) -> Option<O> {
-        let backoff = self.shared.backoff.as_ref()?;
-        let outcome = backoff.lock().active(key, Instant::now())?;
-        self.shared
-            .stats
-            .backed_off_total
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if !self.options().failure_backoff {
+            return None;
+        }
+        let outcome = self.shared.backoff.lock().active(key, Instant::now())?;
+        self.shared.stats.result(PullResult::backed_off).inc();
         tracing::info!(image = %key.image, handler = %key.handler, "pull refused: key is backing off after a registry failure");
         Some(outcome)
     }
@@ -151,13 +187,10 @@ impl<O: PullOutcome> Coordinator<O> {
     {
         let mut flights = self.shared.flights.lock();
         if let Some(flight) = flights.get(&key) {
-            self.shared
-                .stats
-                .merged_total
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.shared.stats.merged.inc();
             return WaiterGuard::join(self.shared.clone(), flight.clone());
         }
-        let flight = Arc::new(Flight::new());
+        let flight = Arc::new(Flight::new(key.clone()));
         flights.insert(key.clone(), flight.clone());
         let ticket = self.shared.cap.enqueue();
         let guard = WaiterGuard::join(self.shared.clone(), flight.clone());

@@ -16,6 +16,9 @@ impl PullOutcome for Outcome {
     fn task_failed(_image: &str, _why: &str) -> Self {
         Outcome(Err("task failed"))
     }
+    fn stalled(_image: &str, _timeout: Duration, _bytes_done: u64) -> Self {
+        Outcome(Err("stalled"))
+    }
 }
 
 fn key(image: &str) -> PullKey {
@@ -33,6 +36,7 @@ async fn a_failing_key_backs_off_for_its_window_then_retries() {
         permits: Some(1),
         cancel_abandoned: true,
         failure_backoff: true,
+        progress_timeout: None,
     });
     let calls = std::sync::Arc::new(AtomicUsize::new(0));
     let attempt = || {
@@ -60,6 +64,7 @@ async fn a_waiter_deadline_is_its_own() {
         permits: None,
         cancel_abandoned: true,
         failure_backoff: false,
+        progress_timeout: None,
     });
     let slow = || async {
         tokio::time::sleep(Duration::from_secs(5)).await;
@@ -88,6 +93,7 @@ async fn a_panicking_pull_answers_every_waiter_frees_its_permit_and_forgets_the_
         permits: Some(1),
         cancel_abandoned: true,
         failure_backoff: false,
+        progress_timeout: None,
     });
     let (release, released) = tokio::sync::watch::channel(false);
     let panicking = || {
@@ -119,4 +125,44 @@ async fn a_panicking_pull_answers_every_waiter_frees_its_permit_and_forgets_the_
     let next = coordinator.pull(key("k"), None, || async { Outcome(Ok("pulled")) });
     let next = tokio::time::timeout(Duration::from_secs(5), next).await;
     assert_eq!(next.expect("permit returned"), Ok(Outcome(Ok("pulled"))));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stalled_pull_answers_every_waiter_and_frees_its_permit() {
+    let coordinator: Coordinator<Outcome> = Coordinator::new(PullOptions {
+        permits: Some(1),
+        cancel_abandoned: true,
+        failure_backoff: false,
+        progress_timeout: Some(Duration::from_secs(5)),
+    });
+    let hanging = || std::future::pending::<Outcome>();
+    let first = tokio::spawn({
+        let c = coordinator.clone();
+        async move { c.pull(key("stuck"), None, move || hanging()).await }
+    });
+    let second = tokio::spawn({
+        let c = coordinator.clone();
+        async move { c.pull(key("stuck"), None, move || hanging()).await }
+    });
+    let queued = tokio::spawn({
+        let c = coordinator.clone();
+        async move { c.pull(key("next"), None, || async { Outcome(Ok("pulled")) }).await }
+    });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let flights = coordinator.flights();
+    assert_eq!(flights.len(), 2);
+    let FlightPhase::Running { progress, .. } = &flights[0].phase else {
+        panic!("the first pull runs");
+    };
+    assert_eq!(flights[0].waiters, 2);
+    assert!(matches!(flights[1].phase, FlightPhase::Queued));
+    progress.record(1000, 5000, false);
+    for waiter in [first, second] {
+        let outcome = waiter.await.unwrap().unwrap();
+        assert_eq!(outcome, Outcome(Err("stalled")));
+    }
+    assert_eq!(queued.await.unwrap().unwrap(), Outcome(Ok("pulled")));
+    let stats = coordinator.stats();
+    assert_eq!((stats.stalled_total, stats.succeeded_total), (1, 1));
+    assert_eq!(stats.bytes_total, 1000);
 }

@@ -40,6 +40,10 @@ impl PullOutcome for PullAnswer {
         Err(status::pull_task_failed(image, why))
     }
 
+    fn stalled(image: &str, timeout: std::time::Duration, bytes_done: u64) -> Self {
+        Err(status::pull_stalled(image, timeout, bytes_done))
+    }
+
     fn is_registry_failure(&self) -> bool {
         matches!(self, Ok(answer) if is_registry_failure_code(answer.grpc_code()))
     }

@@ -85,6 +85,14 @@ pub fn pull_task_failed(image: &str, why: &str) -> Status {
     ))
 }
 
+/// A pull aborted because its bytes stopped moving (`pull.progress_timeout`).
+pub fn pull_stalled(image: &str, timeout: std::time::Duration, bytes_done: u64) -> Status {
+    Status::aborted(format!(
+        "pull of {image} stalled: no progress for {} (pull.progress_timeout) after {bytes_done} bytes; cancelled by imageshim, the next pull starts afresh",
+        humantime::format_duration(timeout)
+    ))
+}
+
 /// A failed pull's status with the credential plugins that failed appended (the
 /// backend's message comes first: the kubelet matches on its prefix).
 pub fn with_plugin_failures(status: &Status, failures: &[ProviderFailure]) -> Status {
