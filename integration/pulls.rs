@@ -171,11 +171,11 @@ async fn last_waiter_gone_cancels_a_running_pull_and_drops_a_queued_one() {
     until(&shim, "second queued", |s| s.queued == 1).await;
     queued.abort();
     until(&shim, "queued pull dropped", |s| {
-        s.dropped_while_queued_total == 1
+        s.cancelled_total == 1 && s.queued == 0
     })
     .await;
     running.abort();
-    until(&shim, "running pull cancelled", |s| s.cancelled_total == 1).await;
+    until(&shim, "running pull cancelled", |s| s.cancelled_total == 2).await;
     for _ in 0..200 {
         if gate.cancelled.load(SeqCst) == 1 {
             break;
