@@ -48,7 +48,7 @@ fn serve(dir: &Path, backend: &Path) -> (Serving, std::path::PathBuf) {
     let socket = dir.join("imageshim.sock");
     let config = dir.join("config.toml");
     let text = format!(
-        "socket = {:?}\n{}",
+        "socket = {:?}\n{}[admin]\nlisten = \"127.0.0.1:0\"\n",
         socket.display().to_string(),
         crate::support::backend_toml("fake", "containerd", backend, true, &[], "")
     );

@@ -54,7 +54,7 @@ fn serve_reloads_on_sighup_and_removes_its_socket_on_sigterm() {
     std::fs::write(
         &config,
         format!(
-            "socket = {:?}\nshutdown_grace = \"2s\"\n[[backend]]\nname = \"c\"\nkind = \"containerd\"\nendpoint = \"unix:///nonexistent.sock\"\ndefault = true\n",
+            "socket = {:?}\nshutdown_grace = \"2s\"\n[[backend]]\nname = \"c\"\nkind = \"containerd\"\nendpoint = \"unix:///nonexistent.sock\"\ndefault = true\n[admin]\nlisten = \"127.0.0.1:0\"\n",
             socket.display().to_string()
         ),
     )
@@ -88,8 +88,8 @@ fn serve_reloads_on_sighup_and_removes_its_socket_on_sigterm() {
     signal("-HUP", &pid);
     // Wait for the reload itself, as logged.
     let reloaded = std::iter::from_fn(|| logged.recv_timeout(Duration::from_secs(10)).ok())
-        .any(|line| line.contains("credentials reloaded"));
-    assert!(reloaded, "SIGHUP reloaded the credentials");
+        .any(|line| line.contains("config reloaded"));
+    assert!(reloaded, "SIGHUP reloaded the config");
     assert!(socket.exists(), "the socket is not rebound on SIGHUP");
     signal("-TERM", &pid);
     let status = child.wait().unwrap();

@@ -91,7 +91,7 @@ fn signal(name: &str, pid: &str) {
 async fn hold_socket_for_two_generations(env: &RealEnv, dir: &Path, socket: &Path) -> Child {
     let config = dir.join("config.toml");
     let text = format!(
-        "socket = {:?}\nshutdown_grace = \"5s\"\n{}",
+        "socket = {:?}\nshutdown_grace = \"5s\"\n{}[admin]\nlisten = \"127.0.0.1:0\"\n",
         socket.display().to_string(),
         env.containerd_backend("")
     );

@@ -29,4 +29,20 @@ pub enum Command {
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
+    /// Show queued and running pulls, the cap and backend readiness, read from a
+    /// running imageshim's admin endpoint.
+    Status {
+        /// The admin endpoint (host:port); default: `[admin] listen` of --config, else
+        /// 127.0.0.1:9595.
+        #[arg(long)]
+        admin: Option<String>,
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Print the JSON view instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Redraw every second until Ctrl-C.
+        #[arg(long)]
+        watch: bool,
+    },
 }

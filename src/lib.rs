@@ -49,4 +49,17 @@ pub mod cri;
 pub mod pull;
 pub mod reference;
 pub mod server;
+pub mod status;
 pub mod telemetry;
+
+/// An error and its causes, once each, joined by `: `.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,5 +1,5 @@
 //! The `imageshim` binary: parses the command line and hands over to the library
-//! (`serve`, `check-config`); logic lives in `imageshim::app` and below.
+//! (`serve`, `check-config`, `status`); logic lives in `imageshim::app` and below.
 
 use std::process::ExitCode;
 
@@ -22,6 +22,18 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Status {
+            admin,
+            config,
+            json,
+            watch,
+        } => match status(admin, &config, json, watch) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("imageshim status: {err:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Serve { config } => match serve(&config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
@@ -37,4 +49,17 @@ fn serve(path: &std::path::Path) -> anyhow::Result<()> {
     imageshim::telemetry::init_logging(config.log_level, config.log_format);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(imageshim::app::run(config, path))
+}
+
+fn status(
+    admin: Option<String>,
+    config: &std::path::Path,
+    json: bool,
+    watch: bool,
+) -> anyhow::Result<()> {
+    let addr = imageshim::status::command::admin_address(admin, config)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(imageshim::status::command::run(&addr, json, watch))
 }

@@ -78,6 +78,9 @@ impl FakeBackend {
                             headers: parts.headers,
                             body,
                         };
+                        if let Some(answer) = background_call(&call) {
+                            return Ok(answer);
+                        }
                         recorded.lock().unwrap().push(call.clone());
                         Ok::<_, Infallible>(handler(call).await)
                     }
@@ -117,6 +120,24 @@ impl FakeBackend {
             .cloned()
             .collect()
     }
+}
+
+/// imageshim's own background calls — its readiness probe (`Version` with the probe's
+/// user-agent) and the progress monitor's containerd content calls — are answered here,
+/// unrecorded, so a test sees only the calls its callers made.
+fn background_call(call: &Recorded) -> Option<Response<Body>> {
+    let user_agent = call
+        .headers
+        .get("user-agent")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if user_agent.starts_with(imageshim::backend::health::PROBE_USER_AGENT) {
+        return Some(reply(&imageshim::cri::VersionResponse::default()));
+    }
+    if call.path.starts_with("/containerd.services.") {
+        return Some(reply_status(tonic::Code::Unimplemented, "not containerd"));
+    }
+    None
 }
 
 /// A handler from an async closure.

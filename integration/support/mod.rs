@@ -31,8 +31,13 @@ impl Shim {
     pub async fn start(body: &str) -> Shim {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("imageshim.sock");
+        // Every in-process shim serves its admin endpoint on a port of its own.
+        let admin = match body.contains("[admin]") {
+            true => "",
+            false => "\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+        };
         let text = format!(
-            "socket = {:?}\nshutdown_grace = \"2s\"\n{body}",
+            "socket = {:?}\nshutdown_grace = \"2s\"\n{body}{admin}",
             socket.display().to_string()
         );
         let config = Config::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
@@ -49,6 +54,20 @@ impl Shim {
     pub async fn with_backend_gone(dir: &Path) -> Shim {
         let socket = dir.join("nothing.sock");
         Shim::start(&backend_toml("gone", "containerd", &socket, true, &[], "")).await
+    }
+
+    /// `GET path` from this shim's admin endpoint: status code and body text.
+    pub async fn admin_get(&self, path: &str) -> (u16, String) {
+        let addr = self
+            .running
+            .as_ref()
+            .unwrap()
+            .admin_addr()
+            .expect("admin endpoint on");
+        let (status, body) = imageshim::telemetry::admin::get(&addr.to_string(), path)
+            .await
+            .unwrap();
+        (status.as_u16(), String::from_utf8(body.to_vec()).unwrap())
     }
 
     pub async fn stop(&mut self) {

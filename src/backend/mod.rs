@@ -2,16 +2,18 @@
 //! runtime handler to the backend that serves it. Must not know pull policy.
 
 mod channel;
+pub mod content;
 pub mod discovery;
 pub mod endpoint;
 pub mod handler;
+pub mod health;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use tonic::transport::Channel;
 
-use crate::config::BackendConfig;
+use crate::config::{BackendConfig, BackendKind};
 use endpoint::unix_socket_path;
 use handler::{validate_handler, HandlerError};
 
@@ -19,19 +21,25 @@ use handler::{validate_handler, HandlerError};
 #[derive(Debug)]
 pub struct Backend {
     pub name: String,
+    pub kind: BackendKind,
     pub endpoint: String,
     channel: Channel,
 }
 
 impl Backend {
     /// A backend whose channel connects on first use and reconnects after failures.
-    pub fn connect_lazy(name: &str, endpoint: &str) -> Result<Self, BackendError> {
+    pub fn connect_lazy(
+        name: &str,
+        kind: BackendKind,
+        endpoint: &str,
+    ) -> Result<Self, BackendError> {
         let path = unix_socket_path(endpoint).map_err(|source| BackendError::Endpoint {
             backend: name.to_string(),
             source,
         })?;
         Ok(Backend {
             name: name.to_string(),
+            kind,
             endpoint: endpoint.to_string(),
             channel: channel::unix_channel(path),
         })
@@ -93,6 +101,7 @@ impl BackendSet {
         for (index, config) in configs.iter().enumerate() {
             backends.push(Arc::new(Backend::connect_lazy(
                 &config.name,
+                config.kind,
                 &config.endpoint,
             )?));
             for handler in &config.handlers {

@@ -150,7 +150,7 @@ pub enum BackendKind {
 }
 
 /// One `[[backend]]` table.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackendConfig {
     pub name: String,

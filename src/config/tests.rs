@@ -136,3 +136,39 @@ fn credential_files_are_checked_on_request() {
         assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
     }
 }
+
+#[test]
+fn admin_progress_timeout_and_pinned_parse_with_defaults_and_precise_errors() {
+    let config = Config::parse(MINIMAL).unwrap();
+    assert_eq!(config.admin.listen.as_deref(), Some(DEFAULT_ADMIN_LISTEN));
+    assert_eq!(config.pull.progress_timeout, Some(Duration::from_secs(300)));
+    assert!(config.pinned.is_empty());
+    let text = format!(
+        "{MINIMAL}[pull]\nprogress_timeout = \"1m30s\"\n[admin]\nlisten = \"\"\n[[pinned]]\nimage = \"busybox:1\"\n[[pinned]]\nimage = \"r.example/app@sha256:{}\"\nhandler = \"kata\"\n",
+        "a".repeat(64)
+    );
+    let config = Config::parse(&text).unwrap();
+    assert_eq!(config.pull.progress_timeout, Some(Duration::from_secs(90)));
+    assert_eq!(config.admin.listen, None);
+    assert_eq!(config.pinned.len(), 2);
+    assert_eq!(config.pinned[1].handler, "kata");
+    let off = format!("{MINIMAL}[pull]\nprogress_timeout = \"0s\"\n");
+    assert_eq!(Config::parse(&off).unwrap().pull.progress_timeout, None);
+
+    let bad = format!(
+        "{MINIMAL}[admin]\nlisten = \"localhost\"\n[[pinned]]\nimage = \"Bad/Name\"\n[[pinned]]\nimage = \"ok:1\"\nhandler = \"Bad_Handler\"\n"
+    );
+    let err = Config::parse(&bad).unwrap_err().to_string();
+    for key in ["admin.listen", "pinned[0].image", "pinned[1].handler"] {
+        assert!(err.contains(key), "{key} in {err}");
+    }
+    let bad = format!("{MINIMAL}[pull]\nprogress_timeout = \"5 minutes\"\n");
+    let err = format!(
+        "{:#}",
+        anyhow::Error::from(Config::parse(&bad).unwrap_err())
+    );
+    assert!(
+        err.contains("progress_timeout") || err.contains("5 minutes"),
+        "{err}"
+    );
+}

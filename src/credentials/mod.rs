@@ -8,6 +8,7 @@ pub mod exec;
 mod glob;
 pub mod keyring;
 pub mod matching;
+pub mod metrics;
 pub mod provider;
 pub mod provider_config;
 
@@ -112,10 +113,14 @@ impl Resolution {
     }
 }
 
+pub use metrics::CredentialMetrics;
+use metrics::{Found, Source};
+
 /// Finds candidate credentials in the kubelet's order.
 pub struct Resolver {
     docker: FileKeyring,
     providers: Vec<Provider>,
+    metrics: CredentialMetrics,
 }
 
 impl Resolver {
@@ -131,7 +136,22 @@ impl Resolver {
         Ok(Resolver {
             docker: FileKeyring::new(sources.docker_config.clone()),
             providers,
+            metrics: CredentialMetrics::default(),
         })
+    }
+
+    /// Counts lookups and plugin runs in `metrics` (shared across reloads).
+    pub fn with_metrics(mut self, metrics: CredentialMetrics) -> Self {
+        for provider in &mut self.providers {
+            provider.metrics = metrics.clone();
+        }
+        self.metrics = metrics;
+        self
+    }
+
+    /// A pull brought its own credentials (they are used alone, as given).
+    pub fn note_request_credentials(&self) {
+        self.metrics.lookup(Source::request, Found::hit);
     }
 
     /// Every problem with the sources, for check-config.
@@ -153,10 +173,28 @@ impl Resolver {
     pub async fn resolve(&self, image: &str) -> Resolution {
         let mut resolution = Resolution::default();
         let mut found = self.docker.lookup(image);
+        let docker_found = if found.is_empty() {
+            Found::miss
+        } else {
+            Found::hit
+        };
+        self.metrics.lookup(Source::docker_config, docker_found);
         for provider in &self.providers {
+            if !provider.matches(image) {
+                continue;
+            }
             match provider.provide(image).await {
-                Ok(credentials) => found.extend(credentials),
+                Ok(credentials) => {
+                    let result = if credentials.is_empty() {
+                        Found::miss
+                    } else {
+                        Found::hit
+                    };
+                    self.metrics.lookup(Source::plugin, result);
+                    found.extend(credentials)
+                }
                 Err(err) => {
+                    self.metrics.lookup(Source::plugin, Found::error);
                     tracing::warn!(provider = %provider.spec.name, error = %err, "credential provider failed");
                     resolution.failures.push(ProviderFailure {
                         provider: provider.spec.name.clone(),

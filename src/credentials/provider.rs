@@ -36,6 +36,7 @@ pub struct Provider {
     timeout: Duration,
     cache: Mutex<LruCache<String, CacheEntry>>,
     exec_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    pub(super) metrics: super::CredentialMetrics,
 }
 
 /// The cache key a response is stored under, or `None` when it must not be cached.
@@ -63,6 +64,7 @@ impl Provider {
             timeout,
             cache: Mutex::new(LruCache::new(CACHE_ENTRIES)),
             exec_locks: Mutex::new(HashMap::new()),
+            metrics: super::CredentialMetrics::default(),
         }
     }
 
@@ -90,6 +92,8 @@ impl Provider {
         let started = Instant::now();
         let response = run_plugin(&self.spec, image, self.timeout).await;
         tracing::debug!(provider = %self.spec.name, elapsed = ?started.elapsed(), ok = response.is_ok(), "credential plugin ran");
+        self.metrics
+            .plugin_ran(&self.spec.name, started.elapsed(), response.is_ok());
         let response = response?;
         if let Some((key, duration)) = cache_key(&response, self.spec.default_cache_duration, image)
         {

@@ -68,6 +68,12 @@ pub fn append_message_field(message: &mut Vec<u8>, field: u32, payload: &[u8]) {
     message.extend_from_slice(payload);
 }
 
+/// Appends a varint field (a later value of a scalar field wins when decoded).
+pub fn append_varint_field(message: &mut Vec<u8>, field: u32, value: u64) {
+    encode_varint(u64::from(field << 3 | WireType::Varint as u32), message);
+    encode_varint(value, message);
+}
+
 /// One top-level field of a message, as raw bytes.
 struct RawField<'a> {
     number: u32,

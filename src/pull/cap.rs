@@ -148,7 +148,11 @@ mod tests {
         assert_eq!(cap.usage(), (2, Some(2)));
         cap.set_limit(Some(1));
         drop(first);
-        assert_eq!(cap.usage(), (1, Some(1)), "no grant while over the new limit");
+        assert_eq!(
+            cap.usage(),
+            (1, Some(1)),
+            "no grant while over the new limit"
+        );
         drop(second);
         let third = third.granted().await;
         assert_eq!(cap.usage(), (1, Some(1)));

@@ -180,7 +180,10 @@ pub(crate) async fn run<O: PullOutcome>(
             stats.result(PullResult::cancelled).inc();
             tracing::info!(image = %key.image, handler = %key.handler, backend = %key.backend, duration = ?elapsed, "running pull cancelled: no caller left");
         }
-        Ended::Stalled { timeout, bytes_done } => {
+        Ended::Stalled {
+            timeout,
+            bytes_done,
+        } => {
             remove_if_same(&mut shared.flights.lock(), &key, &flight);
             stats.result(PullResult::stalled).inc();
             let waiters = *flight.waiters.borrow();

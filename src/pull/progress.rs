@@ -17,7 +17,7 @@ pub struct Progress {
 }
 
 /// A copy of a pull's progress.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ProgressState {
     /// False until a monitor measured this pull (and again while it cannot).
     pub measured: bool,
@@ -28,6 +28,10 @@ pub struct ProgressState {
     pub downloads_complete: bool,
     /// When bytes last moved (or the pull started).
     pub last_progress: Instant,
+    /// Download rate, smoothed over the last measurements.
+    pub bytes_per_second: f64,
+    /// When the last measurement was recorded.
+    pub sampled_at: Option<Instant>,
 }
 
 impl Progress {
@@ -39,6 +43,8 @@ impl Progress {
                 bytes_total: 0,
                 downloads_complete: false,
                 last_progress: started,
+                bytes_per_second: 0.0,
+                sampled_at: None,
             }),
             bytes_counter,
         }
@@ -56,6 +62,7 @@ impl Progress {
             // Measuring (again) starts the stall clock afresh.
             state.last_progress = now;
         }
+        update_rate(&mut state, bytes_done, now);
         if bytes_done > state.bytes_done {
             self.bytes_counter.inc_by(bytes_done - state.bytes_done);
             state.bytes_done = bytes_done;
@@ -89,6 +96,18 @@ impl Progress {
             tokio::time::sleep_until(due).await;
         }
     }
+}
+
+/// Half the weight on the newest interval's rate.
+fn update_rate(state: &mut ProgressState, bytes_done: u64, now: Instant) {
+    if let Some(at) = state.sampled_at {
+        let seconds = now.duration_since(at).as_secs_f64();
+        if seconds > 0.0 {
+            let moved = bytes_done.saturating_sub(state.bytes_done) as f64;
+            state.bytes_per_second = 0.5 * state.bytes_per_second + 0.5 * moved / seconds;
+        }
+    }
+    state.sampled_at = Some(now);
 }
 
 #[cfg(test)]

@@ -135,18 +135,21 @@ async fn a_stalled_pull_answers_every_waiter_and_frees_its_permit() {
         failure_backoff: false,
         progress_timeout: Some(Duration::from_secs(5)),
     });
-    let hanging = || std::future::pending::<Outcome>();
+    let hanging = std::future::pending::<Outcome>;
     let first = tokio::spawn({
         let c = coordinator.clone();
-        async move { c.pull(key("stuck"), None, move || hanging()).await }
+        async move { c.pull(key("stuck"), None, hanging).await }
     });
     let second = tokio::spawn({
         let c = coordinator.clone();
-        async move { c.pull(key("stuck"), None, move || hanging()).await }
+        async move { c.pull(key("stuck"), None, hanging).await }
     });
     let queued = tokio::spawn({
         let c = coordinator.clone();
-        async move { c.pull(key("next"), None, || async { Outcome(Ok("pulled")) }).await }
+        async move {
+            c.pull(key("next"), None, || async { Outcome(Ok("pulled")) })
+                .await
+        }
     });
     tokio::time::sleep(Duration::from_millis(10)).await;
     let flights = coordinator.flights();

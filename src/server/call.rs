@@ -68,3 +68,24 @@ where
     }
     Ok(framed.freeze())
 }
+
+impl UnaryCall {
+    /// A call imageshim makes on its own behalf (pinned images): `message` to `path`,
+    /// with the headers a gRPC client sends.
+    pub fn own(path: &'static str, message: &[u8]) -> Self {
+        let (parts, ()) = Request::post(path)
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .header(
+                "user-agent",
+                concat!("imageshim/", env!("CARGO_PKG_VERSION")),
+            )
+            .body(())
+            .expect("a POST to a static path is a valid request")
+            .into_parts();
+        UnaryCall {
+            parts,
+            framed: wire::frame(message),
+        }
+    }
+}

@@ -8,9 +8,9 @@ use tonic::body::Body;
 
 use super::call::UnaryCall;
 use super::forward::{forward, CollectedResponse};
+use super::pinned::{is_pinned, Pin};
 use super::status::CallError;
 use super::ServerState;
-use crate::backend::Backend;
 use crate::cri::{self, paths, wire, ImageSpec};
 use crate::reference::Reference;
 
@@ -74,10 +74,11 @@ async fn image_status(state: &ServerState, call: UnaryCall) -> Result<Response<B
     let handler = cri::spec_handler(view.image.as_ref()).to_string();
     let backend = state.backends.route(&handler)?;
     let response = forward(backend, call.to_request()).await?;
-    if handler.is_empty() {
+    let pins = state.pinned.on_backend(&backend.name);
+    if handler.is_empty() && pins.is_empty() {
         return Ok(response);
     }
-    mark_images_with_handler(response, &handler, true).await
+    mark_images(response, &handler, &pins, true).await
 }
 
 async fn list_images(state: &ServerState, call: UnaryCall) -> Result<Response<Body>, CallError> {
@@ -85,14 +86,15 @@ async fn list_images(state: &ServerState, call: UnaryCall) -> Result<Response<Bo
     let handler =
         cri::spec_handler(view.filter.as_ref().and_then(|f| f.image.as_ref())).to_string();
     if handler.is_empty() && state.backends.all().len() > 1 {
-        return list_images_everywhere(state.backends.all(), &call).await;
+        return list_images_everywhere(state, &call).await;
     }
     let backend = state.backends.route(&handler)?;
     let response = forward(backend, call.to_request()).await?;
-    if handler.is_empty() {
+    let pins = state.pinned.on_backend(&backend.name);
+    if handler.is_empty() && pins.is_empty() {
         return Ok(response);
     }
-    mark_images_with_handler(response, &handler, false).await
+    mark_images(response, &handler, &pins, false).await
 }
 
 async fn remove_image(state: &ServerState, call: UnaryCall) -> Result<Response<Body>, CallError> {
@@ -100,33 +102,38 @@ async fn remove_image(state: &ServerState, call: UnaryCall) -> Result<Response<B
     let backend = state
         .backends
         .route(cri::spec_handler(view.image.as_ref()))?;
-    forward(backend, call.to_request()).await
+    let response = forward(backend, call.to_request()).await;
+    state.pinned.recheck();
+    response
 }
 
 /// Asks every backend and concatenates the answers (repeated fields concatenate on the
 /// wire); the first failure is returned as it is.
 async fn list_images_everywhere(
-    backends: &[std::sync::Arc<Backend>],
+    state: &ServerState,
     call: &UnaryCall,
 ) -> Result<Response<Body>, CallError> {
     let mut first: Option<CollectedResponse> = None;
     let mut merged = Vec::new();
-    for backend in backends {
+    for backend in state.backends.all() {
         let collected = CollectedResponse::read(forward(backend, call.to_request()).await?).await?;
         if !collected.is_ok() {
             return Ok(collected.to_response());
         }
-        merged.extend_from_slice(wire::unframe(&collected.body)?);
+        let pins = state.pinned.on_backend(&backend.name);
+        merged.extend_from_slice(&edit_images(wire::unframe(&collected.body)?, "", &pins)?);
         first.get_or_insert(collected);
     }
     let first = first.expect("at least one backend");
     Ok(first.to_response_with(wire::frame(&merged)))
 }
 
-/// Sets `Image.spec.runtime_handler` in an ImageStatus (`single`) or ListImages answer.
-async fn mark_images_with_handler(
+/// Marks the images of an ImageStatus (`single`) or ListImages answer: the handler the
+/// request named (`Image.spec.runtime_handler`) and `Image.pinned` for pinned images.
+async fn mark_images(
     response: Response<Body>,
     handler: &str,
+    pins: &[Pin],
     single: bool,
 ) -> Result<Response<Body>, CallError> {
     let collected = CollectedResponse::read(response).await?;
@@ -137,15 +144,40 @@ async fn mark_images_with_handler(
     if single && !wire::has_field(message, 1)? {
         return Ok(collected.to_response());
     }
+    let edited = edit_images(message, handler, pins)?;
+    Ok(collected.to_response_with(wire::frame(&edited)))
+}
+
+/// Edits every `Image` (field 1) of an answer message on the wire, appending fields so
+/// everything else stays byte for byte.
+fn edit_images(message: &[u8], handler: &str, pins: &[Pin]) -> Result<Vec<u8>, CallError> {
+    if handler.is_empty() && pins.is_empty() {
+        return Ok(message.to_vec());
+    }
     let spec = ImageSpec {
         runtime_handler: handler.to_string(),
         ..Default::default()
     }
     .encode_to_vec();
+    let mut malformed = None;
     let edited = wire::rewrite_field(message, 1, |image| {
-        let mut image = image.to_vec();
-        wire::append_message_field(&mut image, 7, &spec);
-        image
+        let mut edited = image.to_vec();
+        if !handler.is_empty() {
+            wire::append_message_field(&mut edited, 7, &spec);
+        }
+        if !pins.is_empty() {
+            match cri::Image::decode(image) {
+                Ok(view) if !view.pinned && is_pinned(pins, &view) => {
+                    wire::append_varint_field(&mut edited, 8, 1)
+                }
+                Ok(_) => {}
+                Err(err) => malformed = Some(err),
+            }
+        }
+        edited
     })?;
-    Ok(collected.to_response_with(wire::frame(&edited)))
+    match malformed {
+        Some(err) => Err(err.into()),
+        None => Ok(edited),
+    }
 }

@@ -6,6 +6,7 @@ pub mod authority;
 pub mod call;
 pub mod forward;
 pub mod images;
+pub mod pinned;
 pub mod pull_image;
 pub mod socket;
 pub mod status;
@@ -24,6 +25,7 @@ use tonic::body::Body;
 
 use crate::backend::BackendSet;
 use crate::credentials::Resolver;
+use crate::telemetry::grpc::{method_label, GrpcMetrics};
 use status::CallError;
 
 /// What every call can reach.
@@ -31,6 +33,8 @@ pub struct ServerState {
     pub backends: BackendSet,
     pub pulls: pull_image::Pulls,
     credentials: parking_lot::RwLock<Arc<Resolver>>,
+    pub grpc_metrics: GrpcMetrics,
+    pub pinned: pinned::PinnedSet,
 }
 
 impl ServerState {
@@ -39,6 +43,8 @@ impl ServerState {
             backends,
             pulls,
             credentials: parking_lot::RwLock::new(Arc::new(credentials)),
+            grpc_metrics: GrpcMetrics::default(),
+            pinned: pinned::PinnedSet::default(),
         }
     }
 
@@ -55,10 +61,17 @@ impl ServerState {
 /// Serves one call: intercepted paths go to their handler, everything else is
 /// forwarded to the default backend untouched.
 pub async fn dispatch(state: Arc<ServerState>, request: Request<Incoming>) -> Response<Body> {
+    let started = std::time::Instant::now();
+    let method = method_label(request.uri().path());
+    let response = answer_call(&state, request).await;
+    state.grpc_metrics.observe(method, started, response)
+}
+
+async fn answer_call(state: &ServerState, request: Request<Incoming>) -> Response<Body> {
     let path = request.uri().path().to_string();
     let result = if let Some(method) = images::Intercepted::of(&path) {
         match call::UnaryCall::read(request).await {
-            Ok(call) => images::handle(&state, method, call).await,
+            Ok(call) => images::handle(state, method, call).await,
             Err(err) => Err(err),
         }
     } else {

@@ -69,6 +69,9 @@ pub async fn pull_through_coordinator(
     // The pull outlives any one caller: it must not carry the first caller's deadline.
     call.parts.headers.remove("grpc-timeout");
     let own_auth = view.auth.as_ref().is_some_and(|auth| !auth.is_empty());
+    if own_auth {
+        state.credentials().note_request_credentials();
+    }
     let attempt = PullAttempt {
         backend: backend.clone(),
         resolver: state.credentials(),

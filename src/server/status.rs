@@ -68,14 +68,7 @@ impl CallError {
 
 /// An error and its causes, joined with ": " (as anyhow's `{:#}` prints them).
 pub fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    crate::error_chain(err)
 }
 
 /// What every waiter of a pull gets when the pull task itself failed.

@@ -1,4 +1,10 @@
-//! Logging setup (tracing; level from config or IMAGESHIM_LOG; text or json).
+//! What imageshim shows of itself: logging setup (tracing; level from config or
+//! IMAGESHIM_LOG; text or json), the Prometheus registry and the per-call gRPC metrics
+//! (`grpc`), and the loopback admin HTTP endpoint (`admin`). Must not decide policy
+//! and must never put an image name or a secret into a metric label.
+
+pub mod admin;
+pub mod grpc;
 
 use tracing_subscriber::EnvFilter;
 
