@@ -16,7 +16,7 @@ use tonic::Code;
 const VERSION: &str = "/runtime.v1.RuntimeService/Version";
 
 /// A containerd of this test's own (the shared one must stay up for the other tests).
-struct PrivateContainerd {
+pub(crate) struct PrivateContainerd {
     dir: PathBuf,
 }
 
@@ -25,7 +25,7 @@ impl PrivateContainerd {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("hack/containerd.sh")
     }
 
-    fn start(dir: &Path) -> PrivateContainerd {
+    pub(crate) fn start(dir: &Path) -> PrivateContainerd {
         let status = Command::new(Self::script())
             .args(["start", &dir.display().to_string()])
             .stdout(std::process::Stdio::null())
@@ -37,12 +37,12 @@ impl PrivateContainerd {
         }
     }
 
-    fn socket(&self) -> PathBuf {
+    pub(crate) fn socket(&self) -> PathBuf {
         self.dir.join("containerd.sock")
     }
 
     /// SIGKILL, as a crash would; the socket file stays behind, refusing connections.
-    fn kill(&self) {
+    pub(crate) fn kill(&self) {
         let pid = std::fs::read_to_string(self.dir.join("containerd.pid")).unwrap();
         let pid: i32 = pid.trim().parse().unwrap();
         // SAFETY: plain kill(2) of the containerd this test started.

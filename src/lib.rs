@@ -52,13 +52,17 @@ pub mod server;
 pub mod status;
 pub mod telemetry;
 
-/// An error and its causes, once each, joined by `: `.
+/// An error and its causes, once each, joined by `: ` (as anyhow's `{:#}` prints them).
 pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let cause_text = cause.to_string();
+        // Some errors print their source themselves; say it once.
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
         source = cause.source();
     }
     text

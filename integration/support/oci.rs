@@ -23,6 +23,8 @@ pub struct TestImage<'a> {
 pub struct Layout {
     pub dir: PathBuf,
     pub manifest_digest: String,
+    /// Bytes a pull downloads: config and layers.
+    pub blob_bytes: u64,
 }
 
 fn sha256_digest(bytes: &[u8]) -> String {
@@ -93,6 +95,7 @@ pub fn write_layout(dir: &Path, image: &TestImage) -> Layout {
     Layout {
         dir: dir.to_path_buf(),
         manifest_digest,
+        blob_bytes: (config.len() + layer.len()) as u64,
     }
 }
 
@@ -193,6 +196,16 @@ pub fn push_busybox_image(registry: &str, repo: &str, tag: &str, cmd: &[&str]) -
 /// Pushes an image whose one layer holds `size` bytes unique to `repo` (large enough for
 /// a download to be caught part-way); returns the manifest digest.
 pub fn push_sized_image(registry: &str, repo: &str, tag: &str, size: usize) -> String {
+    push_sized_image_with_bytes(registry, repo, tag, size).0
+}
+
+/// [`push_sized_image`], also returning the bytes a pull downloads (config and layer).
+pub fn push_sized_image_with_bytes(
+    registry: &str,
+    repo: &str,
+    tag: &str,
+    size: usize,
+) -> (String, u64) {
     let mut data = Vec::with_capacity(size);
     let mut block = Sha256::digest(repo.as_bytes()).to_vec();
     while data.len() < size {
@@ -208,5 +221,5 @@ pub fn push_sized_image(registry: &str, repo: &str, tag: &str, size: usize) -> S
     };
     let layout = write_layout(dir.path(), &image);
     push_layout(&layout, registry, repo, &[tag], None);
-    layout.manifest_digest
+    (layout.manifest_digest.clone(), layout.blob_bytes)
 }

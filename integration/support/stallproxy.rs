@@ -1,6 +1,7 @@
-//! A registry front for fault and merge tests: an HTTP/1 proxy on 127.0.0.1 to a real
-//! registry that can stall blob downloads part-way (headers and the first bytes sent,
-//! then nothing), hold them whole until the test opens a gate, and be killed — listener
+//! A registry front for fault, merge and progress tests: an HTTP/1 proxy on 127.0.0.1
+//! to a real registry that can stall blob downloads part-way (headers and the first
+//! bytes sent, then nothing), throttle them (a slow registry; the rate can change while
+//! downloads run), hold them whole until the test opens a gate, and be killed — listener
 //! and every open connection at once — as a registry process dying mid-pull looks to
 //! containerd.
 
@@ -24,8 +25,12 @@ pub struct StallProxy {
     /// Blob GETs seen so far.
     pub blob_gets: Arc<AtomicUsize>,
     gate: tokio::sync::watch::Sender<bool>,
+    throttle: Arc<AtomicUsize>,
     tasks: JoinSet<()>,
 }
+
+/// A throttled blob sends this often.
+const THROTTLE_TICK: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Bytes of a blob sent before a stalled download stops.
 const SENT_BEFORE_STALL: usize = 64 * 1024;
@@ -42,6 +47,8 @@ impl StallProxy {
         let address = listener.local_addr().unwrap().to_string();
         let blob_gets = Arc::new(AtomicUsize::new(0));
         let stalling = Arc::new(AtomicBool::new(stall));
+        let throttle = Arc::new(AtomicUsize::new(0));
+        let throttling = throttle.clone();
         let (upstream, counter) = (upstream.to_string(), blob_gets.clone());
         let gate = tokio::sync::watch::Sender::new(open);
         let gate_rx = gate.subscribe();
@@ -49,25 +56,28 @@ impl StallProxy {
         let mut connections = JoinSet::new();
         tasks.spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (upstream, counter, stalling, gate) = (
+                let (upstream, counter, stalling, gate, throttling) = (
                     upstream.clone(),
                     counter.clone(),
                     stalling.clone(),
                     gate_rx.clone(),
+                    throttling.clone(),
                 );
                 let service = hyper::service::service_fn(move |request| {
-                    let (upstream, counter, stalling, mut gate) = (
+                    let (upstream, counter, stalling, mut gate, throttling) = (
                         upstream.clone(),
                         counter.clone(),
                         stalling.clone(),
                         gate.clone(),
+                        throttling.clone(),
                     );
                     async move {
                         let is_blob = request.uri().path().contains("/blobs/");
                         if is_blob {
                             let _ = gate.wait_for(|open| *open).await;
                         }
-                        Ok::<_, Infallible>(proxy(&upstream, request, &counter, &stalling).await)
+                        let answer = proxy(&upstream, request, &counter, &stalling).await;
+                        Ok::<_, Infallible>(throttled(answer, is_blob, throttling))
                     }
                 });
                 connections.spawn(async move {
@@ -81,8 +91,15 @@ impl StallProxy {
             address,
             blob_gets,
             gate,
+            throttle,
             tasks,
         }
+    }
+
+    /// Blob answers send `bytes` per 50 ms from now on (0: as fast as they can),
+    /// including those already being sent.
+    pub fn set_throttle(&self, bytes: usize) {
+        self.throttle.store(bytes, SeqCst);
     }
 
     /// Lets held blob answers go.
@@ -143,4 +160,41 @@ async fn proxy(
     }
     let body = Full::new(bytes).map_err(|never: Infallible| match never {});
     Response::from_parts(parts, BodyExt::boxed(body))
+}
+
+/// A blob answer re-sent at the throttle's rate, read afresh at every tick.
+fn throttled(
+    answer: Response<ProxyBody>,
+    is_blob: bool,
+    throttle: Arc<AtomicUsize>,
+) -> Response<ProxyBody> {
+    if !is_blob || throttle.load(SeqCst) == 0 {
+        return answer;
+    }
+    let (parts, body) = answer.into_parts();
+    let chunks = futures_util::stream::unfold(
+        (body, Bytes::new(), throttle),
+        |(mut body, mut pending, throttle)| async move {
+            while pending.is_empty() {
+                match body.frame().await? {
+                    Ok(frame) => match frame.into_data() {
+                        Ok(data) => pending = data,
+                        Err(_) => continue,
+                    },
+                    Err(err) => return Some((Err(err), (body, pending, throttle))),
+                }
+            }
+            let rate = throttle.load(SeqCst);
+            let take = match rate {
+                0 => pending.len(),
+                rate => {
+                    tokio::time::sleep(THROTTLE_TICK).await;
+                    rate.min(pending.len())
+                }
+            };
+            let chunk = pending.split_to(take);
+            Some((Ok(Frame::data(chunk)), (body, pending, throttle)))
+        },
+    );
+    Response::from_parts(parts, BodyExt::boxed(StreamBody::new(chunks)))
 }

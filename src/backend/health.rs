@@ -76,7 +76,7 @@ impl Health {
         );
     }
 
-    /// Every backend's readiness now.
+    /// Every backend's readiness now (also brings `imageshim_backend_up` up to date).
     pub fn readiness(&self) -> Vec<Readiness> {
         let now = Instant::now();
         self.probes
@@ -84,9 +84,16 @@ impl Health {
             .map(|(backend, state)| {
                 let state = state.lock().clone();
                 let age = state.last_ok.map(|at| now.duration_since(at));
+                let ready = age.is_some_and(|age| age < READY_WITHIN);
+                // The gauge says what /readyz says, whenever either is read.
+                self.up
+                    .get_or_create(&BackendLabels {
+                        backend: backend.name.clone(),
+                    })
+                    .set(i64::from(ready));
                 Readiness {
                     backend: backend.name.clone(),
-                    ready: age.is_some_and(|age| age < READY_WITHIN),
+                    ready,
                     last_answer_age: age,
                     last_error: state.last_error,
                 }

@@ -110,6 +110,7 @@ fn route(state: &AdminState, path: &str) -> Response<Full<Bytes>> {
 }
 
 fn metrics(state: &AdminState) -> Response<Full<Bytes>> {
+    state.health.readiness();
     let mut body = String::new();
     match prometheus_client::encoding::text::encode(&mut body, &state.registry) {
         Ok(()) => reply(
