@@ -41,6 +41,22 @@ impl Write for LogWriter {
     }
 }
 
+/// `/metrics` and `/debug/pulls` carry no secret, and the lookups were counted.
+pub(crate) async fn assert_no_secret_in_admin(shim: &Shim, env: &RealEnv, source: &str) {
+    let (_, metrics) = shim.admin_get("/metrics").await;
+    let (_, pulls) = shim.admin_get("/debug/pulls").await;
+    for text in [&metrics, &pulls] {
+        assert!(
+            !text.contains(&env.auth_password),
+            "the password reached the admin endpoint"
+        );
+        assert!(!text.contains("wrong-password"));
+    }
+    let counted =
+        format!("imageshim_credential_lookups_total{{source=\"{source}\",result=\"hit\"}}");
+    assert!(metrics.contains(&counted), "{counted} in {metrics}");
+}
+
 pub(crate) fn assert_no_secret_logged(env: &RealEnv) {
     let logs = captured_logs();
     let logs = logs.lock().unwrap();
@@ -167,6 +183,10 @@ async fn a_plugin_supplies_credentials_that_direct_containerd_lacks() {
         request.contains(&format!("{}/private/plugin", env.auth_registry)),
         "{request}"
     );
+    assert_no_secret_in_admin(&shim, &env, "plugin").await;
+    assert!(shim.admin_get("/metrics").await.1.contains(
+        "imageshim_credential_plugin_duration_seconds_count{provider=\"test-plugin\"} 1"
+    ));
     assert_no_secret_logged(&env);
 }
 
@@ -226,6 +246,7 @@ async fn config_json_credentials_and_a_wrong_one_before_the_right_one() {
         "{}",
         err.message()
     );
+    assert_no_secret_in_admin(&shim, &env, "docker_config").await;
     assert_no_secret_logged(&env);
 }
 
