@@ -18,7 +18,13 @@ async fn grpcio_gets_from_imageshim_what_containerd_answers() {
         .expect("IMAGESHIM_TEST_SANDBOX_IMAGE (set by hack/test.sh)");
     push_test_images(&env, &sandbox_image);
     let runtime_config = env.containerd_config.display().to_string();
-    let mut shim = Shim::start(&env.containerd_backend(&runtime_config)).await;
+    let pinned = format!("{}/ring/pinned:1", env.registry);
+    let mut shim = Shim::start(&format!(
+        "{}[[pinned]]\nimage = {pinned:?}\n",
+        env.containerd_backend(&runtime_config)
+    ))
+    .await;
+    wait_until_pulled(&env, &pinned).await;
 
     let clients = Path::new(env!("CARGO_MANIFEST_DIR")).join("integration/clients");
     let output = tokio::process::Command::new("python3")
@@ -56,6 +62,13 @@ fn push_test_images(env: &RealEnv, sandbox_image: &str) {
         tag,
         &["/bin/busybox", "sleep", "2147483647"],
     );
+    // The pinned image is an image of its own (another command), not another tag of one.
+    oci::push_busybox_image(
+        &env.registry,
+        "ring/pinned",
+        "1",
+        &["/bin/busybox", "sleep", "3599"],
+    );
     for repo in ["ring/busybox", "ring/removable"] {
         oci::push_busybox_image(&env.registry, repo, "1", &["/bin/busybox", "sleep", "3600"]);
     }
@@ -67,4 +80,31 @@ fn push_test_images(env: &RealEnv, sandbox_image: &str) {
         None,
         credentials,
     );
+}
+
+/// imageshim pulls pinned images at start; the comparison starts once it has.
+async fn wait_until_pulled(env: &RealEnv, image: &str) {
+    let request = imageshim::cri::ImageStatusRequest {
+        image: Some(imageshim::cri::ImageSpec {
+            image: image.into(),
+            ..Default::default()
+        }),
+        verbose: false,
+    };
+    let started = std::time::Instant::now();
+    loop {
+        let answer: imageshim::cri::ImageStatusResponse = env
+            .direct()
+            .call(imageshim::cri::paths::IMAGE_STATUS, request.clone())
+            .await
+            .unwrap();
+        if answer.image.is_some() {
+            return;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "pinned image pulled"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

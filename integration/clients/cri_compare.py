@@ -41,10 +41,20 @@ def image_calls(report, direct, shim, args):
     report.designed("ImageStatus, handler named", direct_answer, shim_answer,
                     lambda s: handler_marked(direct_answer, s, "runc"),
                     "Image.spec.runtime_handler set to the handler asked for")
-    report.same("ListImages", *both(IMAGE + "ListImages"), body=repeated(1))
-    report.same("ListImages, filter",
-                *both(IMAGE + "ListImages", pb.message(1, pb.message(1, image_spec(image)))),
-                body=repeated(1))
+    pinned = f"{args.registry}/ring/pinned:1"
+    direct_answer, shim_answer = both(IMAGE + "ImageStatus", pb.message(1, image_spec(pinned)))
+    report.designed("ImageStatus, pinned image", direct_answer, shim_answer,
+                    lambda s: pinned_marked(direct_answer, s),
+                    "Image.pinned set for a [[pinned]] image")
+    direct_answer, shim_answer = both(IMAGE + "ListImages")
+    report.designed("ListImages", direct_answer, shim_answer,
+                    lambda s: list_pinned(direct_answer, s, pinned),
+                    "same images; Image.pinned set on the [[pinned]] one only")
+    direct_answer, shim_answer = both(IMAGE + "ListImages",
+                                      pb.message(1, pb.message(1, image_spec(image))))
+    report.designed("ListImages, filter", direct_answer, shim_answer,
+                    lambda s: list_pinned(direct_answer, s, pinned),
+                    "same images; Image.pinned set on the [[pinned]] one if listed")
     removed = []
     for endpoint in (direct, shim):
         endpoint.call(IMAGE + "PullImage", pull_request(f"{args.registry}/ring/removable:1"))
@@ -86,6 +96,32 @@ def handler_marked(direct, shim, handler):
     unmarked = dropping(1, [7])
     if unmarked(shim.body) != unmarked(direct.body):
         return "the rest of the image differs"
+    return None
+
+
+def pinned_marked(direct, shim):
+    if shim.code != C.OK or direct.code != C.OK:
+        return f"codes {direct.code.name} / {shim.code.name}"
+    if pb.first(shim.body, 1, 8) != 1 or pb.first(direct.body, 1, 8) not in (None, 0):
+        return f"pinned is {pb.first(direct.body, 1, 8)!r} / {pb.first(shim.body, 1, 8)!r}"
+    unmarked = dropping(1, [8])
+    if unmarked(shim.body) != unmarked(direct.body):
+        return "the rest of the image differs"
+    return None
+
+
+def list_pinned(direct, shim, pinned):
+    if shim.code != C.OK or direct.code != C.OK:
+        return f"codes {direct.code.name} / {shim.code.name}"
+    images = lambda body: [v for n, _, v in pb.fields(body) if n == 1]
+    unmarked = dropping([8])
+    if sorted(map(unmarked, images(shim.body))) != sorted(map(unmarked, images(direct.body))):
+        return "the image lists differ"
+    tags = lambda i: [v.decode() for n, _, v in pb.fields(i) if n == 2]
+    marked = [tags(i) for i in images(shim.body) if pb.first(i, 8) == 1]
+    listed = any(pinned in tags(i) for i in images(direct.body))
+    if marked != ([[pinned]] if listed else []):
+        return f"pinned images are {marked!r}"
     return None
 
 
