@@ -6,7 +6,9 @@
 //! # Map
 //!
 //! - [`cli`], [`config`], [`app`]: arguments, the validated `config.toml`, and the
-//!   wiring that builds everything, serves and shuts down.
+//!   wiring that builds everything, serves, reloads on SIGHUP and shuts down; `app`
+//!   owns the background tasks (readiness probes, progress monitor, pinned images,
+//!   admin endpoint), each restarted by a supervisor if it panics.
 //! - [`server`]: the CRI front door on the unix socket. `socket` (its life, systemd
 //!   activation), `authority` (lets every `:authority` the runtimes accept reach h2),
 //!   `call` (buffering one unary call), `images` (the intercepted methods, one table),
@@ -19,8 +21,14 @@
 //! - [`pull`]: the coordinator — merge table, FIFO cap, waiters, supervised pull tasks,
 //!   backoff, stats. Knows pulls as futures, nothing of wire or credential formats.
 //! - [`credentials`]: docker config files, credential-provider plugins and their cache,
-//!   the kubelet's matching rules; resolves the candidates for an image.
-//! - [`telemetry`]: logging setup.
+//!   the kubelet's matching rules; resolves the candidates for an image; its metrics.
+//! - [`telemetry`]: logging setup, per-call gRPC metrics, the admin HTTP endpoint
+//!   (`/metrics`, `/healthz`, `/readyz`, `/debug/pulls`).
+//! - [`status`]: what operators see of pulls — the progress monitor for containerd
+//!   backends (content store ingests, attribution to pulls), the admin view, and
+//!   `imageshim status`.
+//! - `server::pinned`: `[[pinned]]` images kept present and reported pinned;
+//!   `backend::health`: readiness probes; `backend::content`: containerd's content store.
 //!
 //! # One PullImage, from socket to backend
 //!

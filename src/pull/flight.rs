@@ -172,10 +172,21 @@ pub(crate) async fn run<O: PullOutcome>(
     };
     drop(permit);
     drop(running);
-    PullStats::observe(&stats.pull_duration, started.elapsed());
-    let elapsed = started.elapsed();
+    conclude(&shared, &key, &flight, ended, started.elapsed());
+}
+
+/// Counts, logs and publishes how a running pull ended.
+fn conclude<O: PullOutcome>(
+    shared: &Shared<O>,
+    key: &PullKey,
+    flight: &Arc<Flight<O>>,
+    ended: Ended<O>,
+    elapsed: Duration,
+) {
+    let stats = &shared.stats;
+    PullStats::observe(&stats.pull_duration, elapsed);
     match ended {
-        Ended::Outcome(outcome) => publish(&shared, &key, &flight, outcome, elapsed),
+        Ended::Outcome(outcome) => publish(shared, key, flight, outcome, elapsed),
         Ended::Abandoned => {
             stats.result(PullResult::cancelled).inc();
             tracing::info!(image = %key.image, handler = %key.handler, backend = %key.backend, duration = ?elapsed, "running pull cancelled: no caller left");
@@ -184,7 +195,7 @@ pub(crate) async fn run<O: PullOutcome>(
             timeout,
             bytes_done,
         } => {
-            remove_if_same(&mut shared.flights.lock(), &key, &flight);
+            remove_if_same(&mut shared.flights.lock(), key, flight);
             stats.result(PullResult::stalled).inc();
             let waiters = *flight.waiters.borrow();
             tracing::warn!(image = %key.image, handler = %key.handler, backend = %key.backend, ?timeout, bytes_done, waiters, "pull stalled: cancelled at the backend");
