@@ -26,6 +26,7 @@ async fn grpcio_gets_from_imageshim_what_containerd_answers() {
     .await;
     wait_until_pulled(&env, &pinned).await;
 
+    let silent = silent_registry().await;
     let clients = Path::new(env!("CARGO_MANIFEST_DIR")).join("integration/clients");
     let output = tokio::process::Command::new("python3")
         .arg(clients.join("cri_compare.py"))
@@ -36,6 +37,7 @@ async fn grpcio_gets_from_imageshim_what_containerd_answers() {
         .args(["--registry", &env.registry])
         .args(["--auth-registry", &env.auth_registry])
         .args(["--auth-user", &env.auth_user])
+        .args(["--silent-registry", &silent])
         .env("RING_AUTH_PASSWORD", &env.auth_password)
         .output()
         .await
@@ -107,4 +109,18 @@ async fn wait_until_pulled(env: &RealEnv, image: &str) {
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+}
+
+/// A registry address that accepts connections and never answers: a pull from it
+/// waits until its deadline, whichever way it is called.
+async fn silent_registry() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    address
 }

@@ -47,7 +47,9 @@ fn main() -> ExitCode {
 fn serve(path: &std::path::Path) -> anyhow::Result<()> {
     let config = Config::load(path)?;
     imageshim::telemetry::init_logging(config.log_level, config.log_format);
-    let runtime = tokio::runtime::Runtime::new()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(imageshim::app::run(config, path))
 }
 

@@ -7,7 +7,8 @@
 //! containerd (per-thread schedstat around each round). Then 100 merged pulls and
 //! imageshim's RSS idle and after 1,000 concurrent calls.
 //! Environment: BENCH_{CONTAINERD,IMAGESHIM,NGHTTPX,SOCAT}_{SOCK,PID}, BENCH_REGISTRY,
-//! BENCH_REGISTRY_LOG, BENCH_IMAGES, BENCH_ROUNDS.
+//! BENCH_REGISTRY_LOG, BENCH_IMAGES, BENCH_ROUNDS; BENCH_ONLY limits the shapes to those
+//! whose label contains it (for quick comparisons while profiling).
 #![allow(clippy::unwrap_used, unreachable_pub)] // example code: failures panic loudly
 
 #[path = "../common/mod.rs"]
@@ -54,7 +55,11 @@ async fn main() {
     fill_store(&targets[0].client, &registry, images).await;
     println!("| call (callers) | via | p50 / p90 / p99 µs | added p50 µs | calls/s | vs direct | hop CPU µs/call | containerd CPU µs/call |");
     println!("|---|---|---|---|---|---|---|---|");
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     for shape in shapes(&registry, images) {
+        if !shape.0.contains(&only) {
+            continue;
+        }
         let tallies = interleaved(&targets, &containerd_pid, &shape.1, rounds).await;
         print_rows(&shape.0, &targets, &tallies);
     }

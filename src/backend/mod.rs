@@ -2,6 +2,7 @@
 //! runtime handler to the backend that serves it. Must not know pull policy.
 
 mod channel;
+pub mod connection;
 pub mod content;
 pub mod discovery;
 pub mod endpoint;
@@ -23,6 +24,9 @@ pub struct Backend {
     pub name: String,
     pub kind: BackendKind,
     pub endpoint: String,
+    /// Forwarded calls: hyper's HTTP/2 client directly.
+    connection: connection::Http2Connection,
+    /// imageshim's own gRPC calls (readiness, containerd's content store).
     channel: Channel,
 }
 
@@ -41,11 +45,21 @@ impl Backend {
             name: name.to_string(),
             kind,
             endpoint: endpoint.to_string(),
+            connection: connection::Http2Connection::new(path.clone()),
             channel: channel::unix_channel(path),
         })
     }
 
-    /// A handle on the shared HTTP/2 connection (cheap to clone).
+    /// Sends a forwarded call on the backend's HTTP/2 connection; the answer's body
+    /// streams.
+    pub async fn send(
+        &self,
+        request: http::Request<tonic::body::Body>,
+    ) -> Result<http::Response<hyper::body::Incoming>, connection::ConnectionError> {
+        self.connection.send(request).await
+    }
+
+    /// A tonic channel for imageshim's own calls (cheap to clone).
     pub fn channel(&self) -> Channel {
         self.channel.clone()
     }

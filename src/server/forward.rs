@@ -9,7 +9,6 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
 use http_body_util::{BodyExt, Full};
 use tonic::body::Body;
-use tower::ServiceExt;
 
 use super::answer::Answer;
 use super::status::CallError;
@@ -22,15 +21,15 @@ pub async fn forward(
 ) -> Result<Response<Body>, CallError> {
     let deadline = grpc_timeout(request.headers());
     let started = tokio::time::Instant::now();
-    let call = backend.channel().oneshot(request);
+    let call = backend.send(request);
     let result = match deadline {
         Some(limit) => tokio::time::timeout(limit, call)
             .await
             .map_err(|_| CallError::DeadlineExceeded)?,
         None => call.await,
     };
-    result.map_err(|err| {
-        // The channel enforces grpc-timeout too and reports it as a transport error.
+    let response = result.map_err(|err| {
+        // A connection torn down as the deadline passes is the deadline.
         if deadline.is_some_and(|limit| started.elapsed() >= limit) {
             return CallError::DeadlineExceeded;
         }
@@ -39,7 +38,8 @@ pub async fn forward(
             endpoint: backend.endpoint.clone(),
             source: err.into(),
         }
-    })
+    })?;
+    Ok(response.map(Body::new))
 }
 
 /// A new request with the caller's method, URI, version and metadata and `body`.
