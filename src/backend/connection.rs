@@ -1,23 +1,34 @@
 //! The forwarding path's connection to a backend: one HTTP/2 connection over its unix
-//! socket, driven by hyper's client directly (a cloned `SendRequest` per call — no
-//! buffer task between the caller and the connection, unlike tonic's `Channel`).
-//! Connects on first use; when the connection has closed (the runtime restarted or went
-//! away), the next call connects again at once, so an outage costs each caller one
-//! refused connect and recovery takes one call.
+//! socket, driven with the `h2` crate directly. Per call: the request head and every
+//! body frame already received go out in one write (no task between the caller and the
+//! connection; a task pumps the rest of a body only when it is still arriving), and the
+//! answer streams back as it comes. Connects on first use; when the connection has
+//! ended (the runtime restarted or went away), the next call connects again at once, so
+//! an outage costs each caller one refused connect and recovery takes one call.
 
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper::client::conn::http2::SendRequest;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use bytes::Bytes;
+use h2::client::SendRequest;
+use h2::{RecvStream, SendStream};
+use http::{HeaderMap, Request, Response};
+use http_body::{Body as HttpBody, Frame};
+use http_body_util::BodyExt;
 use parking_lot::Mutex;
 use tokio::net::UnixStream;
 use tonic::body::Body;
 
 /// How long a connect may take before the call is answered `Unavailable`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Flow-control windows as hyper's client sets them: big answers (ListImages on a full
+/// node) need no window round trips.
+const STREAM_WINDOW: u32 = 2 * 1024 * 1024;
+const CONNECTION_WINDOW: u32 = 5 * 1024 * 1024;
 
 /// Why a call did not reach the backend.
 #[derive(Debug, thiserror::Error)]
@@ -28,20 +39,21 @@ pub enum ConnectionError {
         #[source]
         source: std::io::Error,
     },
-    #[error("http/2 handshake with {path} failed")]
-    Handshake {
-        path: PathBuf,
-        #[source]
-        source: hyper::Error,
-    },
     #[error("the call to the backend failed")]
-    Send(#[source] hyper::Error),
+    Http2(#[from] h2::Error),
+}
+
+/// One live connection: its request handle and whether its driver has ended.
+#[derive(Clone)]
+struct Live {
+    sender: SendRequest<Bytes>,
+    ended: Arc<AtomicBool>,
 }
 
 /// A lazily (re)connected HTTP/2 connection to one backend socket.
 pub struct Http2Connection {
     path: PathBuf,
-    current: Mutex<Option<SendRequest<Body>>>,
+    current: Mutex<Option<Live>>,
     connecting: tokio::sync::Mutex<()>,
 }
 
@@ -62,29 +74,27 @@ impl Http2Connection {
         }
     }
 
-    /// Sends one request (its URI is given the origin the runtimes expect) and returns
-    /// the response head as soon as it arrives; the body streams.
-    pub async fn send(
-        &self,
-        mut request: Request<Body>,
-    ) -> Result<Response<Incoming>, ConnectionError> {
-        set_origin(&mut request);
-        let mut sender = self.sender().await?;
-        sender
-            .send_request(request)
-            .await
-            .map_err(ConnectionError::Send)
+    /// Sends one request (given the origin the runtimes expect) and returns the answer
+    /// as soon as its head arrives; the body streams.
+    pub async fn send(&self, request: Request<Body>) -> Result<Response<Answer>, ConnectionError> {
+        let (mut parts, body) = request.into_parts();
+        parts.uri = with_origin(std::mem::take(&mut parts.uri));
+        let mut sender = self.sender().await?.ready().await?;
+        let end_now = body.is_end_stream();
+        let (response, stream) = sender.send_request(Request::from_parts(parts, ()), end_now)?;
+        if !end_now {
+            send_body(body, stream);
+        }
+        Ok(response.await?.map(Answer::new))
     }
 
-    fn live(&self) -> Option<SendRequest<Body>> {
-        self.current
-            .lock()
-            .as_ref()
-            .filter(|sender| !sender.is_closed())
-            .cloned()
+    fn live(&self) -> Option<SendRequest<Bytes>> {
+        let current = self.current.lock();
+        let live = current.as_ref()?;
+        (!live.ended.load(Ordering::Acquire)).then(|| live.sender.clone())
     }
 
-    async fn sender(&self) -> Result<SendRequest<Body>, ConnectionError> {
+    async fn sender(&self) -> Result<SendRequest<Bytes>, ConnectionError> {
         if let Some(sender) = self.live() {
             return Ok(sender);
         }
@@ -92,12 +102,13 @@ impl Http2Connection {
         if let Some(sender) = self.live() {
             return Ok(sender);
         }
-        let sender = self.connect().await?;
-        *self.current.lock() = Some(sender.clone());
+        let live = self.connect().await?;
+        let sender = live.sender.clone();
+        *self.current.lock() = Some(live);
         Ok(sender)
     }
 
-    async fn connect(&self) -> Result<SendRequest<Body>, ConnectionError> {
+    async fn connect(&self) -> Result<Live, ConnectionError> {
         let connect_error = |source| ConnectionError::Connect {
             path: self.path.clone(),
             source,
@@ -106,33 +117,168 @@ impl Http2Connection {
             .await
             .map_err(|_| connect_error(std::io::ErrorKind::TimedOut.into()))?
             .map_err(connect_error)?;
-        let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .keep_alive_interval(Duration::from_secs(30))
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|source| ConnectionError::Handshake {
-                path: self.path.clone(),
-                source,
-            })?;
-        let path = self.path.clone();
+        let (sender, connection) = h2::client::Builder::new()
+            .initial_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .handshake::<_, Bytes>(stream)
+            .await?;
+        let ended = Arc::new(AtomicBool::new(false));
+        let (path, flag) = (self.path.clone(), ended.clone());
         tokio::spawn(async move {
             if let Err(err) = connection.await {
                 tracing::debug!(backend = %path.display(), error = %err, "backend connection ended");
             }
+            flag.store(true, Ordering::Release);
         });
-        Ok(sender)
+        Ok(Live { sender, ended })
     }
 }
 
 /// `http://localhost` + the request's path: the origin grpc-go clients send and the
 /// runtimes expect (the caller's own `:authority` never reaches the backend).
-fn set_origin(request: &mut Request<Body>) {
-    let mut parts = std::mem::take(request.uri_mut()).into_parts();
+fn with_origin(uri: http::Uri) -> http::Uri {
+    let mut parts = uri.into_parts();
     parts.scheme = Some(http::uri::Scheme::HTTP);
     parts.authority = Some(http::uri::Authority::from_static("localhost"));
     if parts.path_and_query.is_none() {
         parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
     }
-    *request.uri_mut() = http::Uri::from_parts(parts).unwrap_or_default();
+    http::Uri::from_parts(parts).unwrap_or_default()
+}
+
+/// Sends every body frame that has already arrived now, so it leaves in the same write
+/// as the head; a task sends the rest when the body is still arriving.
+fn send_body(mut body: Body, mut stream: SendStream<Bytes>) {
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        match Pin::new(&mut body).poll_frame(&mut cx) {
+            Poll::Ready(frame) => {
+                if !send_frame(frame, body.is_end_stream(), &mut stream) {
+                    return;
+                }
+            }
+            Poll::Pending => {
+                tokio::spawn(pump(body, stream));
+                return;
+            }
+        }
+    }
+}
+
+/// Sends one polled frame; false once the stream is finished (ended, trailers sent or
+/// reset).
+fn send_frame(
+    frame: Option<Result<Frame<Bytes>, tonic::Status>>,
+    end: bool,
+    stream: &mut SendStream<Bytes>,
+) -> bool {
+    match frame {
+        None => {
+            let _ = stream.send_data(Bytes::new(), true);
+            false
+        }
+        Some(Err(_)) => {
+            stream.send_reset(h2::Reason::CANCEL);
+            false
+        }
+        Some(Ok(frame)) => match frame.into_data() {
+            Ok(data) => stream.send_data(data, end).is_ok() && !end,
+            Err(frame) => {
+                if let Ok(trailers) = frame.into_trailers() {
+                    let _ = stream.send_trailers(trailers);
+                }
+                false
+            }
+        },
+    }
+}
+
+/// The rest of a body that was still arriving, sent as the backend's window allows.
+async fn pump(mut body: Body, mut stream: SendStream<Bytes>) {
+    while let Some(frame) = body.frame().await {
+        let end = body.is_end_stream();
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(_) => return stream.send_reset(h2::Reason::CANCEL),
+        };
+        match frame.into_data() {
+            Ok(data) => {
+                if send_within_window(&mut stream, data, end).await.is_err() || end {
+                    return;
+                }
+            }
+            Err(frame) => {
+                if let Ok(trailers) = frame.into_trailers() {
+                    let _ = stream.send_trailers(trailers);
+                }
+                return;
+            }
+        }
+    }
+    let _ = stream.send_data(Bytes::new(), true);
+}
+
+async fn send_within_window(
+    stream: &mut SendStream<Bytes>,
+    mut data: Bytes,
+    end: bool,
+) -> Result<(), h2::Error> {
+    if data.is_empty() {
+        return stream.send_data(data, end);
+    }
+    while !data.is_empty() {
+        stream.reserve_capacity(data.len());
+        let granted = std::future::poll_fn(|cx| stream.poll_capacity(cx)).await;
+        let granted = match granted {
+            Some(granted) => granted?,
+            None => return Ok(()),
+        };
+        let chunk = data.split_to(granted.min(data.len()));
+        stream.send_data(chunk, end && data.is_empty())?;
+    }
+    Ok(())
+}
+
+/// A backend's answer body: messages as they arrive (their window given back at once),
+/// then the trailers.
+pub struct Answer {
+    recv: RecvStream,
+    data_done: bool,
+}
+
+impl Answer {
+    fn new(recv: RecvStream) -> Self {
+        Answer {
+            recv,
+            data_done: false,
+        }
+    }
+}
+
+impl HttpBody for Answer {
+    type Data = Bytes;
+    type Error = h2::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
+        if !self.data_done {
+            match self.recv.poll_data(cx) {
+                Poll::Ready(Some(Ok(data))) => {
+                    let _ = self.recv.flow_control().release_capacity(data.len());
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Poll::Ready(Some(Err(err))) => return Poll::Ready(Some(Err(err))),
+                Poll::Ready(None) => self.data_done = true,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        let trailers: Poll<Result<Option<HeaderMap>, h2::Error>> = self.recv.poll_trailers(cx);
+        trailers.map(|t| t.transpose().map(|t| t.map(Frame::trailers)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.recv.is_end_stream()
+    }
 }

@@ -55,7 +55,7 @@ impl Backend {
     pub async fn send(
         &self,
         request: http::Request<tonic::body::Body>,
-    ) -> Result<http::Response<hyper::body::Incoming>, connection::ConnectionError> {
+    ) -> Result<http::Response<connection::Answer>, connection::ConnectionError> {
         self.connection.send(request).await
     }
 
