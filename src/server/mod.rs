@@ -25,7 +25,7 @@ use tonic::body::Body;
 
 use crate::backend::BackendSet;
 use crate::credentials::Resolver;
-use crate::telemetry::grpc::{method_label, GrpcMetrics};
+use crate::telemetry::grpc::{GrpcMetrics, Method};
 use status::CallError;
 
 /// What every call can reach.
@@ -62,14 +62,15 @@ impl ServerState {
 /// forwarded to the default backend untouched.
 pub async fn dispatch(state: Arc<ServerState>, request: Request<Incoming>) -> Response<Body> {
     let started = std::time::Instant::now();
-    let method = method_label(request.uri().path());
+    let method = Method::of(request.uri().path());
     let response = answer_call(&state, request).await;
     state.grpc_metrics.observe(method, started, response)
 }
 
 async fn answer_call(state: &ServerState, request: Request<Incoming>) -> Response<Body> {
-    let path = request.uri().path().to_string();
-    let result = if let Some(method) = images::Intercepted::of(&path) {
+    // A cheap clone (shared bytes), kept for the error log.
+    let uri = request.uri().clone();
+    let result = if let Some(method) = images::Intercepted::of(uri.path()) {
         match call::UnaryCall::read(request).await {
             Ok(call) => images::handle(state, method, call).await,
             Err(err) => Err(err),
@@ -77,7 +78,7 @@ async fn answer_call(state: &ServerState, request: Request<Incoming>) -> Respons
     } else {
         forward::forward(state.backends.default_backend(), request.map(Body::new)).await
     };
-    result.unwrap_or_else(|err| error_response(&path, err))
+    result.unwrap_or_else(|err| error_response(uri.path(), err))
 }
 
 fn error_response(path: &str, err: CallError) -> Response<Body> {

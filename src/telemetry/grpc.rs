@@ -4,6 +4,7 @@
 //! names, so the label sets stay bounded whatever clients send.
 
 use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -77,25 +78,41 @@ const CODE_NAMES: [&str; 17] = [
     "Unauthenticated",
 ];
 
+/// A CRI v1 method (by its place in the list) or `other`: the `method` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Method(usize);
+
+impl Method {
+    /// The method of a request path.
+    pub fn of(path: &str) -> Method {
+        let name = path
+            .strip_prefix("/runtime.v1.RuntimeService/")
+            .or_else(|| path.strip_prefix("/runtime.v1.ImageService/"));
+        let index = name.and_then(|name| CRI_METHODS.iter().position(|known| *known == name));
+        Method(index.unwrap_or(CRI_METHODS.len()))
+    }
+
+    pub fn label(self) -> &'static str {
+        CRI_METHODS.get(self.0).copied().unwrap_or("other")
+    }
+}
+
 /// The `method` label for a request path: a CRI v1 method name, or `other`.
 pub fn method_label(path: &str) -> &'static str {
-    let method = path
-        .strip_prefix("/runtime.v1.RuntimeService/")
-        .or_else(|| path.strip_prefix("/runtime.v1.ImageService/"));
-    method
-        .and_then(|name| CRI_METHODS.iter().find(|known| **known == name))
-        .copied()
-        .unwrap_or("other")
+    Method::of(path).label()
+}
+
+/// The code number of a `grpc-status` value (2, Unknown, when it is not one).
+fn code_index(grpc_status: Option<&[u8]>) -> usize {
+    let code = grpc_status
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    code.filter(|c| *c < CODE_NAMES.len()).unwrap_or(2)
 }
 
 /// The `code` label for a `grpc-status` value.
 pub fn code_label(grpc_status: Option<&[u8]>) -> &'static str {
-    let code = grpc_status
-        .and_then(|v| std::str::from_utf8(v).ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    code.and_then(|c| CODE_NAMES.get(c))
-        .copied()
-        .unwrap_or("Unknown")
+    CODE_NAMES[code_index(grpc_status)]
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -109,11 +126,25 @@ struct MethodLabels {
     method: &'static str,
 }
 
-/// The per-call metric families. Cheap to clone.
+/// The per-call metric families, and a handle per (method, code) resolved once so a
+/// call pays no label hashing or lock. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct GrpcMetrics {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
     requests: Family<RequestLabels, Counter>,
     durations: Family<MethodLabels, Histogram, fn() -> Histogram>,
+    /// One per CRI method, then one for `other`.
+    handles: Vec<MethodHandles>,
+}
+
+#[derive(Debug, Default)]
+struct MethodHandles {
+    codes: [OnceLock<Counter>; 17],
+    duration: OnceLock<Histogram>,
 }
 
 fn duration_histogram() -> Histogram {
@@ -124,8 +155,13 @@ fn duration_histogram() -> Histogram {
 impl Default for GrpcMetrics {
     fn default() -> Self {
         GrpcMetrics {
-            requests: Family::default(),
-            durations: Family::new_with_constructor(duration_histogram),
+            inner: Arc::new(Inner {
+                requests: Family::default(),
+                durations: Family::new_with_constructor(duration_histogram),
+                handles: (0..=CRI_METHODS.len())
+                    .map(|_| MethodHandles::default())
+                    .collect(),
+            }),
         }
     }
 }
@@ -135,22 +171,37 @@ impl GrpcMetrics {
         registry.register(
             "grpc_requests",
             "CRI calls served, by method and gRPC code",
-            self.requests.clone(),
+            self.inner.requests.clone(),
         );
         registry.register(
             "grpc_request_duration_seconds",
             "CRI call duration, from request to the answer's end",
-            self.durations.clone(),
+            self.inner.durations.clone(),
         );
     }
 
     /// Records one finished call.
-    pub fn record(&self, method: &'static str, code: &'static str, started: Instant) {
-        self.requests
-            .get_or_create(&RequestLabels { method, code })
+    pub fn record(&self, method: Method, code: usize, started: Instant) {
+        let inner = &*self.inner;
+        let handles = &inner.handles[method.0];
+        let name = method.label();
+        let code = code.min(CODE_NAMES.len() - 1);
+        handles.codes[code]
+            .get_or_init(|| {
+                let labels = RequestLabels {
+                    method: name,
+                    code: CODE_NAMES[code],
+                };
+                inner.requests.get_or_create_owned(&labels)
+            })
             .inc();
-        self.durations
-            .get_or_create(&MethodLabels { method })
+        handles
+            .duration
+            .get_or_init(|| {
+                inner
+                    .durations
+                    .get_or_create_owned(&MethodLabels { method: name })
+            })
             .observe(started.elapsed().as_secs_f64());
     }
 
@@ -158,12 +209,12 @@ impl GrpcMetrics {
     /// else when the body's trailers pass (a body dropped before them is `Canceled`).
     pub fn observe(
         &self,
-        method: &'static str,
+        method: Method,
         started: Instant,
         response: Response<Body>,
     ) -> Response<Body> {
         if let Some(status) = response.headers().get("grpc-status") {
-            self.record(method, code_label(Some(status.as_bytes())), started);
+            self.record(method, code_index(Some(status.as_bytes())), started);
             return response;
         }
         let record = Recorder {
@@ -182,7 +233,7 @@ impl GrpcMetrics {
 
 struct Recorder {
     metrics: GrpcMetrics,
-    method: &'static str,
+    method: Method,
     started: Instant,
 }
 
@@ -193,7 +244,7 @@ struct ObservedBody {
 }
 
 impl ObservedBody {
-    fn finish(&mut self, code: &'static str) {
+    fn finish(&mut self, code: usize) {
         if let Some(r) = self.record.take() {
             r.metrics.record(r.method, code, r.started);
         }
@@ -202,7 +253,7 @@ impl ObservedBody {
 
 impl Drop for ObservedBody {
     fn drop(&mut self) {
-        self.finish("Canceled");
+        self.finish(1);
     }
 }
 
@@ -221,8 +272,7 @@ impl HttpBody for ObservedBody {
                     self.finish(code_of(trailers));
                 }
             }
-            Poll::Ready(Some(Err(_))) => self.finish("Unknown"),
-            Poll::Ready(None) => self.finish("Unknown"),
+            Poll::Ready(Some(Err(_))) | Poll::Ready(None) => self.finish(2),
             Poll::Pending => {}
         }
         polled
@@ -237,8 +287,8 @@ impl HttpBody for ObservedBody {
     }
 }
 
-fn code_of(trailers: &HeaderMap) -> &'static str {
-    code_label(trailers.get("grpc-status").map(|v| v.as_bytes()))
+fn code_of(trailers: &HeaderMap) -> usize {
+    code_index(trailers.get("grpc-status").map(|v| v.as_bytes()))
 }
 
 #[cfg(test)]
@@ -287,8 +337,8 @@ mod tests {
             let path = format!("/runtime.v1.RuntimeService/Method{i}");
             let status = format!("{}", i % 40);
             metrics.record(
-                method_label(&path),
-                code_label(Some(status.as_bytes())),
+                Method::of(&path),
+                code_index(Some(status.as_bytes())),
                 Instant::now(),
             );
         }
