@@ -2,7 +2,6 @@
 //! (where the CRI plugin keeps images): active ingests (downloads in progress) and the
 //! manifests a repository's pulls have committed. Read-only; knows nothing of pulls.
 
-use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use containerd_client::services::v1::content_client::ContentClient;
@@ -212,14 +211,6 @@ fn digest_in_ref(reference: &str) -> Option<String> {
     let at = reference.rfind("sha256:")?;
     let digest = &reference[at..];
     (digest.len() == 7 + 64).then(|| digest.to_string())
-}
-
-/// Sizes by digest, for quick lookup.
-pub fn sizes(manifests: &[Manifest]) -> HashMap<&str, u64> {
-    manifests
-        .iter()
-        .flat_map(|m| m.blobs.iter().map(|(d, s)| (d.as_str(), *s)))
-        .collect()
 }
 
 #[cfg(test)]

@@ -5,7 +5,6 @@
 //! client `imageshim status` uses to read it.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -194,9 +193,4 @@ pub async fn get(addr: &str, path: &str) -> Result<(StatusCode, Bytes), AdminErr
         .map_err(http)?
         .to_bytes();
     Ok((status, body))
-}
-
-/// The address the admin endpoint is bound to, for logs and tests.
-pub fn local_addr(listener: &TcpListener) -> Option<SocketAddr> {
-    listener.local_addr().ok()
 }
