@@ -45,6 +45,7 @@ cat <<MSG
 
 imageshim is serving on $dir/imageshim.sock (containerd: $containerd_sock, registry: $registry).
 With crictl installed:  crictl --runtime-endpoint unix://$dir/imageshim.sock images
+Pulls, cap and backends: target/debug/imageshim status --watch   (metrics: curl 127.0.0.1:9595/metrics)
 Ctrl-C stops imageshim, containerd and the registry.
 MSG
 if [ -n "${IMAGESHIM_UP_ONCE:-}" ]; then exit 0; fi
