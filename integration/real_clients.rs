@@ -24,7 +24,10 @@ async fn grpcio_gets_from_imageshim_what_containerd_answers() {
         env.containerd_backend(&runtime_config)
     ))
     .await;
-    wait_until_pulled(&env, &pinned).await;
+    // imageshim pulls pinned images at start; the comparison starts once it has.
+    env.direct()
+        .until_present(&pinned, "pinned image pulled at start")
+        .await;
 
     let silent = silent_registry().await;
     let clients = Path::new(env!("CARGO_MANIFEST_DIR")).join("integration/clients");
@@ -82,33 +85,6 @@ fn push_test_images(env: &RealEnv, sandbox_image: &str) {
         None,
         credentials,
     );
-}
-
-/// imageshim pulls pinned images at start; the comparison starts once it has.
-async fn wait_until_pulled(env: &RealEnv, image: &str) {
-    let request = imageshim::cri::ImageStatusRequest {
-        image: Some(imageshim::cri::ImageSpec {
-            image: image.into(),
-            ..Default::default()
-        }),
-        verbose: false,
-    };
-    let started = std::time::Instant::now();
-    loop {
-        let answer: imageshim::cri::ImageStatusResponse = env
-            .direct()
-            .call(imageshim::cri::paths::IMAGE_STATUS, request.clone())
-            .await
-            .unwrap();
-        if answer.image.is_some() {
-            return;
-        }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(30),
-            "pinned image pulled"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
 }
 
 /// A registry address that accepts connections and never answers: a pull from it

@@ -11,7 +11,6 @@ use crate::real_credentials::{
     write_docker_config,
 };
 use crate::support::RealEnv;
-use imageshim::cri::{self, paths};
 
 const MARKER: &str = "PLUGIN-OUTPUT-7f3a";
 
@@ -182,17 +181,7 @@ async fn a_corrupt_config_json_keeps_the_previous_credentials_with_a_warning() {
     // Half-written, as an editor or a config-management run leaves it mid-save.
     let whole = std::fs::read_to_string(&config_json).unwrap();
     std::fs::write(&config_json, &whole[..whole.len() / 2]).unwrap();
-    let request = cri::RemoveImageRequest {
-        image: Some(cri::ImageSpec {
-            image: image.clone(),
-            ..Default::default()
-        }),
-    };
-    let _: cri::RemoveImageResponse = shim
-        .client
-        .call(paths::REMOVE_IMAGE, request)
-        .await
-        .unwrap();
+    shim.client.remove_image(&image).await.unwrap();
     let pulled = shim.client.pull(&image).await;
     assert!(
         pulled.is_ok(),

@@ -244,18 +244,6 @@ async fn a_stalled_pull_is_aborted_for_every_waiter_and_the_next_queued_pull_sta
     proxy.kill();
 }
 
-async fn image_status(client: &crate::support::CriClient, image: &str) -> Option<cri::Image> {
-    let request = cri::ImageStatusRequest {
-        image: Some(cri::ImageSpec {
-            image: image.into(),
-            ..Default::default()
-        }),
-        verbose: false,
-    };
-    let answer: cri::ImageStatusResponse = client.call(paths::IMAGE_STATUS, request).await.unwrap();
-    answer.image
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pinned_image_is_pulled_at_start_reported_pinned_and_pulled_again_when_removed() {
     let Some((env, _turn)) = RealEnv::acquire(module_path!()).await else {
@@ -277,20 +265,15 @@ async fn a_pinned_image_is_pulled_at_start_reported_pinned_and_pulled_again_when
     );
     let shim = Shim::start(&config).await;
     let direct = env.direct();
-    let started = Instant::now();
-    while image_status(&direct, &image).await.is_none() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "pinned image pulled at start"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    direct
+        .until_present(&image, "pinned image pulled at start")
+        .await;
     assert!(
-        !image_status(&direct, &image).await.unwrap().pinned,
+        !direct.image_status(&image).await.unwrap().pinned,
         "containerd 1.6 does not pin it"
     );
     assert!(
-        image_status(&shim.client, &image).await.unwrap().pinned,
+        shim.client.image_status(&image).await.unwrap().pinned,
         "reported pinned"
     );
     let listed: cri::ListImagesResponse = shim
@@ -301,30 +284,12 @@ async fn a_pinned_image_is_pulled_at_start_reported_pinned_and_pulled_again_when
     let pinned: Vec<_> = listed.images.iter().filter(|i| i.pinned).collect();
     assert_eq!(pinned.len(), 1, "only the pinned image is marked");
     assert!(pinned[0].repo_tags.contains(&image));
-    let removal = cri::RemoveImageRequest {
-        image: Some(cri::ImageSpec {
-            image: image.clone(),
-            ..Default::default()
-        }),
-    };
-    let _: cri::RemoveImageResponse = shim
-        .client
-        .call(paths::REMOVE_IMAGE, removal)
-        .await
-        .unwrap();
-    let removed = Instant::now();
-    while image_status(&direct, &image).await.is_none() {
-        assert!(
-            removed.elapsed() < Duration::from_secs(30),
-            "pulled again after removal"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    println!(
-        "pinned image back {:?} after RemoveImage",
-        removed.elapsed()
-    );
-    assert!(image_status(&shim.client, &image).await.unwrap().pinned);
+    shim.client.remove_image(&image).await.unwrap();
+    let back = direct
+        .until_present(&image, "pulled again after removal")
+        .await;
+    println!("pinned image back {back:?} after RemoveImage");
+    assert!(shim.client.image_status(&image).await.unwrap().pinned);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

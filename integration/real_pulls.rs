@@ -4,7 +4,6 @@
 
 use crate::support::stallproxy::StallProxy;
 use crate::support::{oci, RealEnv, Shim};
-use imageshim::cri::{self, paths};
 
 /// Manifest requests (by method) the registry's access log shows for `repo`.
 fn manifest_requests(env: &RealEnv, repo: &str, method: &str) -> usize {
@@ -38,19 +37,10 @@ async fn fifty_concurrent_pulls_make_the_registry_serve_the_manifest_once() {
         via_gets, 1,
         "the registry served the manifest once through imageshim"
     );
-    let request = cri::ImageStatusRequest {
-        image: Some(cri::ImageSpec {
-            image: via_image,
-            ..Default::default()
-        }),
-        verbose: false,
-    };
-    let status: cri::ImageStatusResponse = shim
-        .client
-        .call(paths::IMAGE_STATUS, request)
-        .await
-        .unwrap();
-    assert!(status.image.is_some(), "the image is present");
+    assert!(
+        shim.client.image_status(&via_image).await.is_some(),
+        "the image is present"
+    );
 
     let direct_image = format!("{}/{direct_repo}:v1", env.registry);
     let direct = env.direct().pull_concurrently(&direct_image, 50).await;

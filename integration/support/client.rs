@@ -111,6 +111,51 @@ impl CriClient {
         .map(|r| r.image_ref)
     }
 
+    /// ImageStatus of `image` (default handler): the image, when present.
+    pub async fn image_status(&self, image: &str) -> Option<imageshim::cri::Image> {
+        let request = imageshim::cri::ImageStatusRequest {
+            image: Some(imageshim::cri::ImageSpec {
+                image: image.to_string(),
+                ..Default::default()
+            }),
+            verbose: false,
+        };
+        self.call::<_, imageshim::cri::ImageStatusResponse>(
+            imageshim::cri::paths::IMAGE_STATUS,
+            request,
+        )
+        .await
+        .expect("ImageStatus answers")
+        .image
+    }
+
+    /// RemoveImage of `image` (default handler).
+    pub async fn remove_image(&self, image: &str) -> Result<(), Status> {
+        let request = imageshim::cri::RemoveImageRequest {
+            image: Some(imageshim::cri::ImageSpec {
+                image: image.to_string(),
+                ..Default::default()
+            }),
+        };
+        self.call::<_, imageshim::cri::RemoveImageResponse>(
+            imageshim::cri::paths::REMOVE_IMAGE,
+            request,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Polls ImageStatus until `image` is present; how long that took. Panics, naming
+    /// `what`, after 30 s.
+    pub async fn until_present(&self, image: &str, what: &str) -> Duration {
+        let started = std::time::Instant::now();
+        while self.image_status(image).await.is_none() {
+            assert!(started.elapsed() < Duration::from_secs(30), "{what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        started.elapsed()
+    }
+
     /// `callers` concurrent pulls of one image; every answer, in order.
     pub async fn pull_concurrently(
         &self,

@@ -94,6 +94,19 @@ impl CollectedResponse {
         self.grpc_code() == tonic::Code::Ok
     }
 
+    /// The answer's status (code and message).
+    pub fn status(&self) -> tonic::Status {
+        super::status::of_answer(&self.headers, self.trailers.as_ref())
+    }
+
+    /// The answer when it succeeded, else its status as the error.
+    pub fn ok_or_status(self) -> Result<Self, CallError> {
+        match self.is_ok() {
+            true => Ok(self),
+            false => Err(CallError::Status(self.status())),
+        }
+    }
+
     /// A response carrying these headers and trailers with `body` as its message, in
     /// the frame shape of a gRPC server (see `answer`).
     pub fn to_response_with(&self, body: Bytes) -> Response<Body> {

@@ -131,13 +131,9 @@ async fn ensure_present(state: &ServerState, pin: &Pin) -> Result<(), CallError>
         verbose: false,
     };
     let call = UnaryCall::own(paths::IMAGE_STATUS, &request.encode_to_vec());
-    let answer = CollectedResponse::read(forward(&backend, call.to_request()).await?).await?;
-    if !answer.is_ok() {
-        return Err(CallError::Status(status::of_answer(
-            &answer.headers,
-            answer.trailers.as_ref(),
-        )));
-    }
+    let answer = CollectedResponse::read(forward(&backend, call.to_request()).await?)
+        .await?
+        .ok_or_status()?;
     let found: cri::ImageStatusResponse = Message::decode(cri::wire::unframe(&answer.body)?)?;
     if found.image.is_some() {
         return Ok(());
@@ -150,12 +146,6 @@ async fn ensure_present(state: &ServerState, pin: &Pin) -> Result<(), CallError>
     let call = UnaryCall::own(paths::PULL_IMAGE, &request.encode_to_vec());
     let response =
         pull_through_coordinator(state, &backend, &pin.reference, &request, call).await?;
-    let answer = CollectedResponse::read(response).await?;
-    match answer.is_ok() {
-        true => Ok(()),
-        false => Err(CallError::Status(status::of_answer(
-            &answer.headers,
-            answer.trailers.as_ref(),
-        ))),
-    }
+    CollectedResponse::read(response).await?.ok_or_status()?;
+    Ok(())
 }

@@ -163,7 +163,7 @@ fn note_plugin_failures(answer: PullAnswer, failures: &[ProviderFailure]) -> Pul
         return answer;
     }
     let status = match &answer {
-        Ok(response) => status::of_answer(&response.headers, response.trailers.as_ref()),
+        Ok(response) => response.status(),
         Err(status) => status.clone(),
     };
     Err(status::with_plugin_failures(&status, failures))
