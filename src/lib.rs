@@ -24,6 +24,8 @@
 //!   the kubelet's matching rules; resolves the candidates for an image; its metrics.
 //! - [`telemetry`]: logging setup, per-call gRPC metrics, the admin HTTP endpoint
 //!   (`/metrics`, `/healthz`, `/readyz`, `/debug/pulls`).
+//! - [`quiet_io`]: the unix stream both forwarding connections use, registered for read
+//!   readiness only (no wake-up each time a peer drains a write).
 //! - [`status`]: what operators see of pulls — the progress monitor for containerd
 //!   backends (content store ingests, attribution to pulls), the admin view, and
 //!   `imageshim status`.
@@ -55,6 +57,7 @@ pub mod config;
 pub mod credentials;
 pub mod cri;
 pub mod pull;
+pub mod quiet_io;
 pub mod reference;
 pub mod server;
 pub mod status;

@@ -21,6 +21,8 @@ use http_body::{Body as HttpBody, Frame};
 use http_body_util::BodyExt;
 use parking_lot::Mutex;
 use tokio::net::UnixStream;
+
+use crate::quiet_io::QuietUnixStream;
 use tonic::body::Body;
 
 /// How long a connect may take before the call is answered `Unavailable`.
@@ -117,6 +119,7 @@ impl Http2Connection {
             .await
             .map_err(|_| connect_error(std::io::ErrorKind::TimedOut.into()))?
             .map_err(connect_error)?;
+        let stream = QuietUnixStream::from_tokio(stream).map_err(connect_error)?;
         let (sender, connection) = h2::client::Builder::new()
             .initial_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)

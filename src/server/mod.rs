@@ -113,7 +113,13 @@ pub async fn serve(
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok((stream, _)) => match crate::quiet_io::QuietUnixStream::from_tokio(stream) {
+                Ok(stream) => stream,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot register an accepted connection");
+                    continue;
+                }
+            },
                 Err(err) => {
                     tracing::warn!(error = %err, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;

@@ -1,0 +1,202 @@
+//! A unix stream socket that asks the event loop for read readiness only. tokio's own
+//! `UnixStream` registers for reads and writes (edge-triggered), so every time the peer
+//! drains what imageshim wrote, epoll wakes the thread for a write readiness nobody
+//! waits for: at one call at a time that was one or two extra sleeps and wake-ups per
+//! forwarded call (measured with `voluntary_ctxt_switches`). Here writes go straight to
+//! the socket; only a write that would block registers a duplicate of the descriptor for
+//! write readiness, dropped again once the write went through. Owns the descriptor;
+//! must not buffer.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+
+/// A connected unix stream registered for read readiness only.
+#[derive(Debug)]
+pub struct QuietUnixStream {
+    read: AsyncFd<UnixStream>,
+    /// Registered for write readiness while a write is blocked, else none.
+    write_wait: Option<AsyncFd<OwnedFd>>,
+}
+
+impl QuietUnixStream {
+    /// Takes over a connected socket (switched to non-blocking here).
+    pub fn new(stream: UnixStream) -> io::Result<Self> {
+        stream.set_nonblocking(true)?;
+        Ok(QuietUnixStream {
+            read: register(stream, Interest::READABLE)?,
+            write_wait: None,
+        })
+    }
+
+    /// Takes over a tokio stream (its registration is dropped first).
+    pub fn from_tokio(stream: tokio::net::UnixStream) -> io::Result<Self> {
+        Self::new(stream.into_std()?)
+    }
+
+    /// Runs `write` until the socket takes it; waits for write readiness only after a
+    /// write would have blocked.
+    fn poll_write_with(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut write: impl FnMut(&UnixStream) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            match write(self.read.get_ref()) {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                done => {
+                    self.write_wait = None;
+                    return Poll::Ready(done);
+                }
+            }
+            let waiter = match &mut self.write_wait {
+                Some(waiter) => waiter,
+                None => {
+                    let fd = self.read.get_ref().as_fd().try_clone_to_owned()?;
+                    self.write_wait.insert(register(fd, Interest::WRITABLE)?)
+                }
+            };
+            let mut guard = ready!(waiter.poll_write_ready(cx))?;
+            // Readiness is re-armed by the next would-block; clear it so the loop
+            // waits for a fresh edge rather than spinning.
+            guard.clear_ready();
+        }
+    }
+}
+
+/// Registers an owned descriptor with the runtime's reactor for `interest` only.
+fn register<T: std::os::fd::AsRawFd>(owner: T, interest: Interest) -> io::Result<AsyncFd<T>> {
+    // SAFETY: `owner` is a `UnixStream` or `OwnedFd`: it owns its descriptor, keeps it
+    // open until it is dropped with the `AsyncFd`, and always returns the same one.
+    unsafe { AsyncFd::register_with_interest(owner, interest) }.map_err(|err| err.into_parts().1)
+}
+
+impl AsyncRead for QuietUnixStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            let mut guard = ready!(this.read.poll_read_ready(cx))?;
+            let unfilled = buf.initialize_unfilled();
+            match guard.try_io(|socket| socket.get_ref().read(unfilled)) {
+                Ok(Ok(read)) => {
+                    buf.advance(read);
+                    return Poll::Ready(Ok(()));
+                }
+                Ok(Err(err)) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Ok(Err(err)) => return Poll::Ready(Err(err)),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
+impl AsyncWrite for QuietUnixStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut()
+            .poll_write_with(cx, |mut socket| socket.write(data))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        slices: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut()
+            .poll_write_with(cx, |mut socket| socket.write_vectored(slices))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.read.get_ref().shutdown(std::net::Shutdown::Write) {
+            Err(err) if err.kind() != io::ErrorKind::NotConnected => Poll::Ready(Err(err)),
+            _ => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn pair() -> (QuietUnixStream, QuietUnixStream) {
+        let (a, b) = UnixStream::pair().unwrap();
+        (
+            QuietUnixStream::new(a).unwrap(),
+            QuietUnixStream::new(b).unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn bytes_cross_both_ways_and_end_of_stream_is_seen() {
+        let (mut a, mut b) = pair();
+        a.write_all(b"ping").await.unwrap();
+        let mut got = [0u8; 4];
+        b.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"ping");
+        let slices = [IoSlice::new(b"po"), IoSlice::new(b"ng")];
+        let written = b.write_vectored(&slices).await.unwrap();
+        assert_eq!(written, 4);
+        a.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"pong");
+        b.shutdown().await.unwrap();
+        assert_eq!(a.read(&mut got).await.unwrap(), 0, "end of stream");
+    }
+
+    #[tokio::test]
+    async fn a_write_larger_than_the_socket_buffer_waits_for_the_reader() {
+        let (mut a, mut b) = pair();
+        let big = vec![7u8; 8 * 1024 * 1024];
+        let writer = tokio::spawn(async move {
+            a.write_all(&big).await.unwrap();
+            assert!(
+                a.write_wait.is_none(),
+                "write registration dropped once done"
+            );
+            a
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(
+            !writer.is_finished(),
+            "the socket buffer is smaller than 8 MiB"
+        );
+        let mut received = Vec::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        while received.len() < 8 * 1024 * 1024 {
+            let read = b.read(&mut chunk).await.unwrap();
+            assert!(read > 0);
+            received.extend_from_slice(&chunk[..read]);
+        }
+        assert!(received.iter().all(|byte| *byte == 7));
+        let _a = writer.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn writing_to_a_closed_peer_is_an_error_not_a_hang() {
+        let (mut a, b) = pair();
+        drop(b);
+        let err = a.write_all(&[1u8; 1024]).await.expect_err("peer is gone");
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+    }
+}
