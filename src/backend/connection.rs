@@ -97,9 +97,15 @@ impl Http2Connection {
     }
 
     async fn sender(&self) -> Result<SendRequest<Bytes>, ConnectionError> {
-        if let Some(sender) = self.live() {
-            return Ok(sender);
+        match self.live() {
+            Some(sender) => Ok(sender),
+            // Boxed: reconnecting is rare, and its state would otherwise make every
+            // call's future larger.
+            None => Box::pin(self.reconnect()).await,
         }
+    }
+
+    async fn reconnect(&self) -> Result<SendRequest<Bytes>, ConnectionError> {
         let _one_connect_at_a_time = self.connecting.lock().await;
         if let Some(sender) = self.live() {
             return Ok(sender);

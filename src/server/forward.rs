@@ -21,9 +21,10 @@ pub async fn forward(
 ) -> Result<Response<Body>, CallError> {
     let deadline = grpc_timeout(request.headers());
     let started = tokio::time::Instant::now();
-    let call = backend.send(request);
+    // Pinned in place: the deadline wraps a reference, so the call's state is held once.
+    let mut call = std::pin::pin!(backend.send(request));
     let result = match deadline {
-        Some(limit) => tokio::time::timeout(limit, call)
+        Some(limit) => tokio::time::timeout(limit, call.as_mut())
             .await
             .map_err(|_| CallError::DeadlineExceeded)?,
         None => call.await,

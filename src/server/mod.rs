@@ -71,14 +71,22 @@ async fn answer_call(state: &ServerState, request: Request<Incoming>) -> Respons
     // A cheap clone (shared bytes), kept for the error log.
     let uri = request.uri().clone();
     let result = if let Some(method) = images::Intercepted::of(uri.path()) {
-        match call::UnaryCall::read(request).await {
-            Ok(call) => images::handle(state, method, call).await,
-            Err(err) => Err(err),
-        }
+        // Boxed: the intercepted path's state is large, and every forwarded call would
+        // otherwise carry (and copy) it.
+        Box::pin(intercept(state, method, request)).await
     } else {
         forward::forward(state.backends.default_backend(), request.map(Body::new)).await
     };
     result.unwrap_or_else(|err| error_response(uri.path(), err))
+}
+
+async fn intercept(
+    state: &ServerState,
+    method: images::Intercepted,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, CallError> {
+    let call = call::UnaryCall::read(request).await?;
+    images::handle(state, method, call).await
 }
 
 fn error_response(path: &str, err: CallError) -> Response<Body> {
