@@ -10,7 +10,8 @@
 //!   owns the background tasks (readiness probes, progress monitor, pinned images,
 //!   admin endpoint), each restarted by a supervisor if it panics.
 //! - [`server`]: the CRI front door on the unix socket. `socket` (its life, systemd
-//!   activation), `authority` (lets every `:authority` the runtimes accept reach h2),
+//!   activation), `connection` (one caller's HTTP/2, its calls polled in its own
+//!   task), `authority` (lets every `:authority` the runtimes accept reach h2),
 //!   `call` (buffering one unary call), `images` (the intercepted methods, one table),
 //!   `pull_image` (PullImage glue to the coordinator), `forward` (verbatim HTTP/2 to a
 //!   backend), `answer` (the frame shapes of every answer imageshim builds) and
@@ -24,6 +25,7 @@
 //!   the kubelet's matching rules; resolves the candidates for an image; its metrics.
 //! - [`telemetry`]: logging setup, per-call gRPC metrics, the admin HTTP endpoint
 //!   (`/metrics`, `/healthz`, `/readyz`, `/debug/pulls`).
+//! - [`h2_body`]: message bodies on `h2` streams, shared by both forwarding connections.
 //! - [`quiet_io`]: the unix stream both forwarding connections use, registered for read
 //!   readiness only (no wake-up each time a peer drains a write).
 //! - [`status`]: what operators see of pulls — the progress monitor for containerd
@@ -34,8 +36,8 @@
 //!
 //! # One PullImage, from socket to backend
 //!
-//! 1. `server::serve` accepts the connection; hyper's HTTP/2 reads it through
-//!    `server::authority`. `server::dispatch` finds `/runtime.v1.ImageService/PullImage`
+//! 1. `server::serve` accepts the connection; `server::connection` serves its HTTP/2
+//!    with `h2`, reading through `server::authority`. `server::dispatch` finds `/runtime.v1.ImageService/PullImage`
 //!    in `images::Intercepted` and reads the call whole (`call::UnaryCall`).
 //! 2. `images::pull_image` decodes a view (`cri::PullImageRequest`), parses the
 //!    reference (`reference::Reference`) and routes the handler to a backend
@@ -56,6 +58,7 @@ pub mod cli;
 pub mod config;
 pub mod credentials;
 pub mod cri;
+pub mod h2_body;
 pub mod pull;
 pub mod quiet_io;
 pub mod reference;

@@ -7,23 +7,20 @@
 //! an outage costs each caller one refused connect and recovery takes one call.
 
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
 use h2::client::SendRequest;
-use h2::{RecvStream, SendStream};
-use http::{HeaderMap, Request, Response};
-use http_body::{Body as HttpBody, Frame};
-use http_body_util::BodyExt;
+use http::{Request, Response};
+use http_body::Body as HttpBody;
 use parking_lot::Mutex;
 use tokio::net::UnixStream;
-
-use crate::quiet_io::QuietUnixStream;
 use tonic::body::Body;
+
+use crate::h2_body::{send_body, RecvBody};
+use crate::quiet_io::QuietUnixStream;
 
 /// How long a connect may take before the call is answered `Unavailable`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -78,7 +75,10 @@ impl Http2Connection {
 
     /// Sends one request (given the origin the runtimes expect) and returns the answer
     /// as soon as its head arrives; the body streams.
-    pub async fn send(&self, request: Request<Body>) -> Result<Response<Answer>, ConnectionError> {
+    pub async fn send(
+        &self,
+        request: Request<Body>,
+    ) -> Result<Response<RecvBody>, ConnectionError> {
         let (mut parts, body) = request.into_parts();
         parts.uri = with_origin(std::mem::take(&mut parts.uri));
         let mut sender = self.sender().await?.ready().await?;
@@ -87,7 +87,7 @@ impl Http2Connection {
         if !end_now {
             send_body(body, stream);
         }
-        Ok(response.await?.map(Answer::new))
+        Ok(response.await?.map(RecvBody::new))
     }
 
     fn live(&self) -> Option<SendRequest<Bytes>> {
@@ -153,141 +153,4 @@ fn with_origin(uri: http::Uri) -> http::Uri {
         parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
     }
     http::Uri::from_parts(parts).unwrap_or_default()
-}
-
-/// Sends every body frame that has already arrived now, so it leaves in the same write
-/// as the head; a task sends the rest when the body is still arriving.
-fn send_body(mut body: Body, mut stream: SendStream<Bytes>) {
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        match Pin::new(&mut body).poll_frame(&mut cx) {
-            Poll::Ready(frame) => {
-                if !send_frame(frame, body.is_end_stream(), &mut stream) {
-                    return;
-                }
-            }
-            Poll::Pending => {
-                tokio::spawn(pump(body, stream));
-                return;
-            }
-        }
-    }
-}
-
-/// Sends one polled frame; false once the stream is finished (ended, trailers sent or
-/// reset).
-fn send_frame(
-    frame: Option<Result<Frame<Bytes>, tonic::Status>>,
-    end: bool,
-    stream: &mut SendStream<Bytes>,
-) -> bool {
-    match frame {
-        None => {
-            let _ = stream.send_data(Bytes::new(), true);
-            false
-        }
-        Some(Err(_)) => {
-            stream.send_reset(h2::Reason::CANCEL);
-            false
-        }
-        Some(Ok(frame)) => match frame.into_data() {
-            Ok(data) => stream.send_data(data, end).is_ok() && !end,
-            Err(frame) => {
-                if let Ok(trailers) = frame.into_trailers() {
-                    let _ = stream.send_trailers(trailers);
-                }
-                false
-            }
-        },
-    }
-}
-
-/// The rest of a body that was still arriving, sent as the backend's window allows.
-async fn pump(mut body: Body, mut stream: SendStream<Bytes>) {
-    while let Some(frame) = body.frame().await {
-        let end = body.is_end_stream();
-        let frame = match frame {
-            Ok(frame) => frame,
-            Err(_) => return stream.send_reset(h2::Reason::CANCEL),
-        };
-        match frame.into_data() {
-            Ok(data) => {
-                if send_within_window(&mut stream, data, end).await.is_err() || end {
-                    return;
-                }
-            }
-            Err(frame) => {
-                if let Ok(trailers) = frame.into_trailers() {
-                    let _ = stream.send_trailers(trailers);
-                }
-                return;
-            }
-        }
-    }
-    let _ = stream.send_data(Bytes::new(), true);
-}
-
-async fn send_within_window(
-    stream: &mut SendStream<Bytes>,
-    mut data: Bytes,
-    end: bool,
-) -> Result<(), h2::Error> {
-    if data.is_empty() {
-        return stream.send_data(data, end);
-    }
-    while !data.is_empty() {
-        stream.reserve_capacity(data.len());
-        let granted = std::future::poll_fn(|cx| stream.poll_capacity(cx)).await;
-        let granted = match granted {
-            Some(granted) => granted?,
-            None => return Ok(()),
-        };
-        let chunk = data.split_to(granted.min(data.len()));
-        stream.send_data(chunk, end && data.is_empty())?;
-    }
-    Ok(())
-}
-
-/// A backend's answer body: messages as they arrive (their window given back at once),
-/// then the trailers.
-pub struct Answer {
-    recv: RecvStream,
-    data_done: bool,
-}
-
-impl Answer {
-    fn new(recv: RecvStream) -> Self {
-        Answer {
-            recv,
-            data_done: false,
-        }
-    }
-}
-
-impl HttpBody for Answer {
-    type Data = Bytes;
-    type Error = h2::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
-        if !self.data_done {
-            match self.recv.poll_data(cx) {
-                Poll::Ready(Some(Ok(data))) => {
-                    let _ = self.recv.flow_control().release_capacity(data.len());
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
-                }
-                Poll::Ready(Some(Err(err))) => return Poll::Ready(Some(Err(err))),
-                Poll::Ready(None) => self.data_done = true,
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-        let trailers: Poll<Result<Option<HeaderMap>, h2::Error>> = self.recv.poll_trailers(cx);
-        trailers.map(|t| t.transpose().map(|t| t.map(Frame::trailers)))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.recv.is_end_stream()
-    }
 }

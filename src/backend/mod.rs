@@ -24,7 +24,7 @@ pub struct Backend {
     pub name: String,
     pub kind: BackendKind,
     pub endpoint: String,
-    /// Forwarded calls: hyper's HTTP/2 client directly.
+    /// Forwarded calls: an `h2` connection driven directly.
     connection: connection::Http2Connection,
     /// imageshim's own gRPC calls (readiness, containerd's content store).
     channel: Channel,
@@ -55,7 +55,7 @@ impl Backend {
     pub async fn send(
         &self,
         request: http::Request<tonic::body::Body>,
-    ) -> Result<http::Response<connection::Answer>, connection::ConnectionError> {
+    ) -> Result<http::Response<crate::h2_body::RecvBody>, connection::ConnectionError> {
         self.connection.send(request).await
     }
 

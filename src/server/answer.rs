@@ -8,7 +8,7 @@
 //! - an answer with a message is HEADERS, DATA, then the trailers in a HEADERS frame with
 //!   END_STREAM.
 //!
-//! Bodies never advertise an exact size, so hyper adds no `content-length` the runtime
+//! Bodies never advertise an exact size, so no `content-length` is added that the runtime
 //! would not have sent. Must not decide what an answer says, only its shape.
 
 use std::pin::Pin;
@@ -36,7 +36,7 @@ impl Answer {
         let mut headers = self.headers;
         headers.remove(http::header::CONTENT_LENGTH);
         let body = if self.message.is_empty() && self.trailers.is_none() {
-            // Trailers-only: the empty body is at its end, so hyper sends the headers
+            // Trailers-only: the empty body is at its end, so the server sends the headers
             // as one HEADERS frame with END_STREAM.
             Body::empty()
         } else {
@@ -73,7 +73,7 @@ pub fn status_response(status: &Status) -> Response<Body> {
     .into_response()
 }
 
-/// One DATA frame (when there is a message) then trailers; size unknown to hyper.
+/// One DATA frame (when there is a message) then trailers; no exact size.
 struct MessageThenTrailers {
     message: Option<Bytes>,
     trailers: Option<HeaderMap>,

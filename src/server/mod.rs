@@ -4,6 +4,7 @@
 pub mod answer;
 pub mod authority;
 pub mod call;
+mod connection;
 pub mod forward;
 pub mod images;
 pub mod pinned;
@@ -11,20 +12,18 @@ pub mod pull_image;
 pub mod socket;
 pub mod status;
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::UnixListener;
+use tokio::task::JoinSet;
 use tonic::body::Body;
 
 use crate::backend::BackendSet;
 use crate::credentials::Resolver;
+use crate::h2_body::RecvBody;
+use crate::quiet_io::QuietUnixStream;
 use crate::telemetry::grpc::{GrpcMetrics, Method};
 use status::CallError;
 
@@ -60,14 +59,14 @@ impl ServerState {
 
 /// Serves one call: intercepted paths go to their handler, everything else is
 /// forwarded to the default backend untouched.
-pub async fn dispatch(state: Arc<ServerState>, request: Request<Incoming>) -> Response<Body> {
+pub async fn dispatch(state: Arc<ServerState>, request: Request<RecvBody>) -> Response<Body> {
     let started = std::time::Instant::now();
     let method = Method::of(request.uri().path());
     let response = answer_call(&state, request).await;
     state.grpc_metrics.observe(method, started, response)
 }
 
-async fn answer_call(state: &ServerState, request: Request<Incoming>) -> Response<Body> {
+async fn answer_call(state: &ServerState, request: Request<RecvBody>) -> Response<Body> {
     // A cheap clone (shared bytes), kept for the error log.
     let uri = request.uri().clone();
     let result = if let Some(method) = images::Intercepted::of(uri.path()) {
@@ -83,7 +82,7 @@ async fn answer_call(state: &ServerState, request: Request<Incoming>) -> Respons
 async fn intercept(
     state: &ServerState,
     method: images::Intercepted,
-    request: Request<Incoming>,
+    request: Request<RecvBody>,
 ) -> Result<Response<Body>, CallError> {
     let call = call::UnaryCall::read(request).await?;
     images::handle(state, method, call).await
@@ -95,39 +94,21 @@ fn error_response(path: &str, err: CallError) -> Response<Body> {
     answer::status_response(&status)
 }
 
-/// HTTP/2 as a grpc-go server speaks it: no `date` header, no stream limit, 16 MiB of
-/// headers.
-fn http2_server() -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new()).http2_only();
-    builder
-        .http2()
-        .auto_date_header(false)
-        .max_concurrent_streams(None)
-        .max_header_list_size(16 * 1024 * 1024);
-    builder
-}
-
 /// Accepts connections until `shutdown` resolves, then lets in-flight calls finish for
-/// up to `grace`.
+/// up to `grace` (new calls are refused with GOAWAY) and drops what is left.
 pub async fn serve(
     listener: UnixListener,
     state: Arc<ServerState>,
     shutdown: impl std::future::Future<Output = ()>,
     grace: Duration,
 ) {
-    let graceful = GracefulShutdown::new();
-    let builder = http2_server();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => match crate::quiet_io::QuietUnixStream::from_tokio(stream) {
-                Ok(stream) => stream,
-                Err(err) => {
-                    tracing::warn!(error = %err, "cannot register an accepted connection");
-                    continue;
-                }
-            },
+                Ok((stream, _)) => stream,
                 Err(err) => {
                     tracing::warn!(error = %err, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -136,29 +117,22 @@ pub async fn serve(
             },
             _ = &mut shutdown => break,
         };
-        let state = state.clone();
-        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-            let state = state.clone();
-            async move { Ok::<_, Infallible>(dispatch(state, request).await) }
-        });
-        let connection = builder
-            .serve_connection(
-                TokioIo::new(authority::AuthorityFixingStream::new(stream)),
-                service,
-            )
-            .into_owned();
-        let watched = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(err) = watched.await {
-                tracing::debug!(error = %err, "connection ended with an error");
+        let stream = match QuietUnixStream::from_tokio(stream) {
+            Ok(stream) => authority::AuthorityFixingStream::new(stream),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot register an accepted connection");
+                continue;
             }
-        });
+        };
+        while connections.try_join_next().is_some() {}
+        let serving = connection::serve_connection(stream, state.clone(), stopped.clone());
+        connections.spawn(serving);
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    let _ = stop.send(true);
+    let drained = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(grace, drained).await.is_err() {
         tracing::warn!(?grace, "shutdown grace elapsed with calls still in flight");
+        connections.abort_all();
     }
 }

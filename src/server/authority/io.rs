@@ -1,5 +1,5 @@
 //! The connection wrapper that puts an [`AuthorityFilter`] on the client's bytes before
-//! hyper reads them; writes pass through untouched (vectored writes included). Must not
+//! h2 reads them; writes pass through untouched (vectored writes included). Must not
 //! buffer more than one read ahead.
 
 use std::io;

@@ -1,4 +1,4 @@
-//! Lets every `:authority` the runtimes accept reach hyper's HTTP/2 server.
+//! Lets every `:authority` the runtimes accept reach the HTTP/2 server (`h2`).
 //!
 //! gRPC C-core (≥ 1.57: Python, C++, Ruby) and grpc-java send the socket path, or its
 //! %-encoded form, as `:authority` on unix sockets; some clients send it empty. grpc-go
@@ -40,9 +40,9 @@ const END_STREAM: u8 = 0x1;
 const END_HEADERS: u8 = 0x4;
 const PADDED: u8 = 0x8;
 const PRIORITY: u8 = 0x20;
-/// SETTINGS_MAX_FRAME_SIZE of hyper's server (the HTTP/2 default, never raised here).
+/// SETTINGS_MAX_FRAME_SIZE of the server (the HTTP/2 default, never raised here).
 pub(crate) const MAX_FRAME_PAYLOAD: usize = 16 * 1024;
-/// SETTINGS_HEADER_TABLE_SIZE of hyper's server (the HTTP/2 default).
+/// SETTINGS_HEADER_TABLE_SIZE of the server (the HTTP/2 default).
 const HEADER_TABLE_SIZE: usize = 4096;
 /// A header block larger than this is handed to h2 raw (it refuses it itself).
 const MAX_HELD_BLOCK: usize = 17 * 1024 * 1024;
