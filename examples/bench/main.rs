@@ -8,7 +8,8 @@
 //! imageshim's RSS idle and after 1,000 concurrent calls.
 //! Environment: BENCH_{CONTAINERD,IMAGESHIM,NGHTTPX,SOCAT}_{SOCK,PID}, BENCH_REGISTRY,
 //! BENCH_REGISTRY_LOG, BENCH_IMAGES, BENCH_ROUNDS; BENCH_ONLY limits the shapes to those
-//! whose label contains it (for quick comparisons while profiling).
+//! whose label contains it and skips the pulls and memory figures (for quick comparisons
+//! while profiling).
 #![allow(clippy::unwrap_used, unreachable_pub)] // example code: failures panic loudly
 
 #[path = "../common/mod.rs"]
@@ -62,6 +63,9 @@ async fn main() {
         }
         let tallies = interleaved(&targets, &containerd_pid, &shape.1, rounds).await;
         print_rows(&shape.0, &targets, &tallies);
+    }
+    if !only.is_empty() {
+        return; // a quick comparison: no pulls, no memory figures
     }
     let loaded_rss = rss_kib(&shim_pid);
     let burst_rss = after_concurrent_calls(&targets[1].client, 1000, &shim_pid).await;

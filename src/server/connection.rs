@@ -1,5 +1,5 @@
 //! One caller's connection: HTTP/2 served with `h2` directly, with the settings a grpc-go
-//! server would use (no stream limit, 16 MiB of headers, hyper's windows). Every call on
+//! server would use (no stream limit, 16 MiB of headers, hyper's windows and frame size). Every call on
 //! the connection is polled inside the connection's own task — no task per stream, no
 //! copy of the call's state into one — and a call whose stream the caller resets is
 //! dropped at once, which cancels what it was waiting for (a backend call, a pull
@@ -17,7 +17,7 @@ use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use h2::server::SendResponse;
 use h2::RecvStream;
-use http::{HeaderMap, Request, Response};
+use http::{Request, Response};
 use http_body::Body as HttpBody;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
@@ -92,8 +92,8 @@ async fn serve_call(
     request: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
 ) {
-    let path = request.uri().path().to_owned();
-    let answering = answer_or_internal(path, dispatch(state.clone(), request.map(RecvBody::new)));
+    let uri = request.uri().clone();
+    let answering = answer_or_internal(uri, dispatch(state.clone(), request.map(RecvBody::new)));
     let mut answering = pin!(answering);
     let answered = std::future::poll_fn(|cx| {
         if let Poll::Ready(response) = answering.as_mut().poll(cx) {
@@ -108,14 +108,15 @@ async fn serve_call(
     }
 }
 
-/// The answer `answering` gives, or `INTERNAL` naming `path` when it panics.
+/// The answer `answering` gives, or `INTERNAL` naming the method when it panics.
 async fn answer_or_internal(
-    path: String,
+    uri: http::Uri,
     answering: impl Future<Output = Response<Body>>,
 ) -> Response<Body> {
     match AssertUnwindSafe(answering).catch_unwind().await {
         Ok(response) => response,
         Err(_panic) => {
+            let path = uri.path();
             tracing::error!(path, "a call panicked; answering INTERNAL");
             let message = format!("imageshim failed serving {path}; see its log");
             answer::status_response(&tonic::Status::internal(message))
@@ -126,28 +127,14 @@ async fn answer_or_internal(
 /// Sends the head, then the body through `send_body` (its frames already received in
 /// the same write).
 fn send_response(mut respond: SendResponse<Bytes>, response: Response<Body>) {
-    let (mut parts, body) = response.into_parts();
-    strip_connection_headers(&mut parts.headers);
+    // No connection-specific header can be here: h2 refused them in the backend's
+    // answer, and imageshim's own answers have none (h2 checks again as it sends).
+    let (parts, body) = response.into_parts();
     let end = body.is_end_stream();
     match respond.send_response(Response::from_parts(parts, ()), end) {
         Ok(stream) if !end => send_body(body, stream),
         Ok(_) => {}
         Err(err) => tracing::debug!(error = %err, "cannot send an answer"),
-    }
-}
-
-/// Drops the connection-specific headers HTTP/2 forbids (h2 refuses an answer that
-/// carries one); gRPC servers never send them.
-fn strip_connection_headers(headers: &mut HeaderMap) {
-    for name in [
-        http::header::CONNECTION,
-        http::header::TRANSFER_ENCODING,
-        http::header::UPGRADE,
-        http::header::TE,
-        http::HeaderName::from_static("keep-alive"),
-        http::HeaderName::from_static("proxy-connection"),
-    ] {
-        headers.remove(name);
     }
 }
 
@@ -157,22 +144,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_panicking_call_is_answered_internal_naming_its_method() {
-        let path = "/runtime.v1.RuntimeService/Version".to_string();
-        let response = answer_or_internal(path, async { panic!("boom") }).await;
+        let uri = http::Uri::from_static("/runtime.v1.RuntimeService/Version");
+        let response = answer_or_internal(uri, async { panic!("boom") }).await;
         assert!(response.body().is_end_stream(), "trailers-only");
         assert_eq!(response.headers().get("grpc-status").unwrap(), "13");
         let message = response.headers().get("grpc-message").unwrap();
         assert!(message.to_str().unwrap().contains("Version"), "{message:?}");
-    }
-
-    #[test]
-    fn connection_specific_headers_never_reach_h2() {
-        let mut headers = HeaderMap::new();
-        for name in ["connection", "te", "keep-alive", "grpc-status"] {
-            headers.insert(http::HeaderName::from_static(name), "x".parse().unwrap());
-        }
-        strip_connection_headers(&mut headers);
-        assert_eq!(headers.len(), 1);
-        assert!(headers.contains_key("grpc-status"));
     }
 }
