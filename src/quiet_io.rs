@@ -89,8 +89,15 @@ impl AsyncRead for QuietUnixStream {
             let mut guard = ready!(this.read.poll_read_ready(cx))?;
             // SAFETY: `read_into` only writes into the slice, never reads it.
             let unfilled = unsafe { buf.unfilled_mut() };
+            let room = unfilled.len();
             match guard.try_io(|socket| read_into(socket.get_ref(), unfilled)) {
                 Ok(Ok(read)) => {
+                    if read > 0 && read < room {
+                        // A short read drained the socket: wait for the next edge
+                        // instead of a read that would only say "would block". (The
+                        // guard clears only the readiness it saw; a newer edge stays.)
+                        guard.clear_ready();
+                    }
                     // SAFETY: the kernel initialised the first `read` bytes.
                     unsafe { buf.assume_init(read) };
                     buf.advance(read);
