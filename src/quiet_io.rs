@@ -4,8 +4,9 @@
 //! waits for: at one call at a time that was one or two extra sleeps and wake-ups per
 //! forwarded call (measured with `voluntary_ctxt_switches`). Here writes go straight to
 //! the socket; only a write that would block registers a duplicate of the descriptor for
-//! write readiness, dropped again once the write went through. Owns the descriptor;
-//! must not buffer.
+//! write readiness, dropped again once the write went through. On a backend connection
+//! a lone PING ACK is held for one turn of the event loop (`held_ack`). Owns the
+//! descriptor; must not buffer anything else.
 
 use std::io::{self, IoSlice, Write};
 use std::mem::MaybeUninit;
@@ -14,15 +15,24 @@ use std::os::unix::net::UnixStream;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+
+mod held_ack;
+
+use held_ack::HeldAck;
 
 /// A connected unix stream registered for read readiness only.
 #[derive(Debug)]
 pub struct QuietUnixStream {
-    read: AsyncFd<UnixStream>,
+    read: Arc<AsyncFd<UnixStream>>,
     /// Registered for write readiness while a write is blocked, else none.
     write_wait: Option<AsyncFd<OwnedFd>>,
+    /// Set on backend connections: a lone PING ACK held for a moment (`held_ack`).
+    held_ack: Option<Arc<Mutex<HeldAck>>>,
 }
 
 impl QuietUnixStream {
@@ -30,9 +40,17 @@ impl QuietUnixStream {
     pub fn new(stream: UnixStream) -> io::Result<Self> {
         stream.set_nonblocking(true)?;
         Ok(QuietUnixStream {
-            read: register(stream, Interest::READABLE)?,
+            read: Arc::new(register(stream, Interest::READABLE)?),
             write_wait: None,
+            held_ack: None,
         })
+    }
+
+    /// Holds a lone PING ACK until the tasks already woken have run (see `held_ack`):
+    /// for the connection to a backend that pings with its answers.
+    pub fn with_held_ping_acks(mut self) -> Self {
+        self.held_ack = Some(Arc::default());
+        self
     }
 
     /// Takes over a tokio stream (its registration is dropped first).
@@ -40,15 +58,21 @@ impl QuietUnixStream {
         Self::new(stream.into_std()?)
     }
 
-    /// Runs `write` until the socket takes it; waits for write readiness only after a
-    /// write would have blocked.
-    fn poll_write_with(
+    /// Writes `slices` as soon as the socket takes them (a held PING ACK first); waits
+    /// for write readiness only after a write would have blocked.
+    fn poll_write_slices(
         &mut self,
         cx: &mut Context<'_>,
-        mut write: impl FnMut(&UnixStream) -> io::Result<usize>,
+        slices: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if let Some(held) = &self.held_ack {
+            if held.lock().hold_if_lone_ack(slices) {
+                held_ack::flush_soon(Arc::downgrade(&self.read), held.clone());
+                return Poll::Ready(Ok(held_ack::PING_ACK_LEN));
+            }
+        }
         loop {
-            match write(self.read.get_ref()) {
+            match self.try_write(slices) {
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
                 done => {
@@ -68,6 +92,14 @@ impl QuietUnixStream {
             // waits for a fresh edge rather than spinning.
             guard.clear_ready();
         }
+    }
+
+    fn try_write(&self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+        let mut socket = self.read.get_ref();
+        if let Some(held) = &self.held_ack {
+            held.lock().write_to(socket)?;
+        }
+        socket.write_vectored(slices)
     }
 }
 
@@ -126,8 +158,7 @@ impl AsyncWrite for QuietUnixStream {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.get_mut()
-            .poll_write_with(cx, |mut socket| socket.write(data))
+        self.get_mut().poll_write_slices(cx, &[IoSlice::new(data)])
     }
 
     fn poll_write_vectored(
@@ -135,8 +166,7 @@ impl AsyncWrite for QuietUnixStream {
         cx: &mut Context<'_>,
         slices: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.get_mut()
-            .poll_write_with(cx, |mut socket| socket.write_vectored(slices))
+        self.get_mut().poll_write_slices(cx, slices)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -210,6 +240,23 @@ mod tests {
         }
         assert!(received.iter().all(|byte| *byte == 7));
         let _a = writer.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_held_ping_ack_goes_out_on_its_own_or_ahead_of_the_next_write() {
+        let (a, mut b) = pair();
+        let mut a = a.with_held_ping_acks();
+        let ack = [0, 0, 8, 6, 1, 0, 0, 0, 0, 9, 9, 9, 9, 9, 9, 9, 9];
+        a.write_all(&ack).await.unwrap();
+        let mut got = [0u8; 17];
+        b.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, ack, "written by the flush task");
+        a.write_all(&ack).await.unwrap();
+        a.write_all(b"next frame").await.unwrap();
+        let mut both = vec![0u8; 27];
+        b.read_exact(&mut both).await.unwrap();
+        assert_eq!(&both[..17], &ack, "the ack first");
+        assert_eq!(&both[17..], b"next frame");
     }
 
     #[tokio::test]

@@ -125,7 +125,9 @@ impl Http2Connection {
             .await
             .map_err(|_| connect_error(std::io::ErrorKind::TimedOut.into()))?
             .map_err(connect_error)?;
-        let stream = QuietUnixStream::from_tokio(stream).map_err(connect_error)?;
+        let stream = QuietUnixStream::from_tokio(stream)
+            .map_err(connect_error)?
+            .with_held_ping_acks();
         let (sender, connection) = h2::client::Builder::new()
             .initial_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)

@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use http::Request;
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Full};
 use prost::Message;
 use tonic::body::Body;
 
@@ -36,6 +36,11 @@ impl UnaryCall {
     /// The caller's request, byte for byte, ready to forward again.
     pub fn to_request(&self) -> Request<Body> {
         rebuild_request(&self.parts, self.framed.clone())
+    }
+
+    /// The caller's request, byte for byte, for a call forwarded once (no copy).
+    pub fn into_request(self) -> Request<Body> {
+        Request::from_parts(self.parts, Body::new(Full::new(self.framed)))
     }
 }
 

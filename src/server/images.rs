@@ -50,7 +50,7 @@ pub async fn handle(
         Intercepted::ListImages => list_images(state, call).await,
         Intercepted::RemoveImage => remove_image(state, call).await,
         Intercepted::ImageFsInfo => {
-            forward(state.backends.default_backend(), call.to_request()).await
+            forward(state.backends.default_backend(), call.into_request()).await
         }
     }
 }
@@ -73,7 +73,7 @@ async fn image_status(state: &ServerState, call: UnaryCall) -> Result<Response<B
     let view: cri::ImageStatusRequest = call.decode()?;
     let handler = cri::spec_handler(view.image.as_ref()).to_string();
     let backend = state.backends.route(&handler)?;
-    let response = forward(backend, call.to_request()).await?;
+    let response = forward(backend, call.into_request()).await?;
     let pins = state.pinned.on_backend(&backend.name);
     if handler.is_empty() && pins.is_empty() {
         return Ok(response);
@@ -89,7 +89,7 @@ async fn list_images(state: &ServerState, call: UnaryCall) -> Result<Response<Bo
         return list_images_everywhere(state, &call).await;
     }
     let backend = state.backends.route(&handler)?;
-    let response = forward(backend, call.to_request()).await?;
+    let response = forward(backend, call.into_request()).await?;
     let pins = state.pinned.on_backend(&backend.name);
     if handler.is_empty() && pins.is_empty() {
         return Ok(response);
@@ -102,7 +102,7 @@ async fn remove_image(state: &ServerState, call: UnaryCall) -> Result<Response<B
     let backend = state
         .backends
         .route(cri::spec_handler(view.image.as_ref()))?;
-    let response = forward(backend, call.to_request()).await;
+    let response = forward(backend, call.into_request()).await;
     state.pinned.recheck();
     response
 }

@@ -1,0 +1,125 @@
+//! A lone PING ACK to the backend, held for one turn of the event loop. containerd
+//! (grpc-go's BDP estimator) pings imageshim with nearly every answer; h2 writes the
+//! acknowledgement as it reads the answer, before the answer's way back to the caller
+//! has run, which put one write — and a wake-up of containerd — on every call's
+//! critical path. Held here, it goes out after the tasks already woken (the answer) or
+//! ahead of the next write on the connection, whichever comes first. Only a write that
+//! is exactly one PING ACK frame is held, never more than one, and bytes never reorder
+//! within a frame. Must not hold anything else.
+
+use std::io::{self, IoSlice, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
+use tokio::io::unix::AsyncFd;
+
+/// A PING frame with the ACK flag: 9 bytes of head and 8 of opaque data.
+pub(super) const PING_ACK_LEN: usize = 17;
+const PING_ACK_HEAD: [u8; 9] = [0, 0, 8, 6, 1, 0, 0, 0, 0];
+
+/// At most one held PING ACK and how much of it is already written.
+#[derive(Debug, Default)]
+pub(super) struct HeldAck {
+    frame: [u8; PING_ACK_LEN],
+    written: usize,
+    held: bool,
+}
+
+impl HeldAck {
+    /// Holds `slices` when together they are exactly one PING ACK frame and nothing is
+    /// held yet; true when held.
+    pub(super) fn hold_if_lone_ack(&mut self, slices: &[IoSlice<'_>]) -> bool {
+        let total: usize = slices.iter().map(|slice| slice.len()).sum();
+        if self.held || total != PING_ACK_LEN {
+            return false;
+        }
+        let mut frame = [0u8; PING_ACK_LEN];
+        let mut at = 0;
+        for slice in slices {
+            frame[at..at + slice.len()].copy_from_slice(slice);
+            at += slice.len();
+        }
+        if frame[..PING_ACK_HEAD.len()] != PING_ACK_HEAD {
+            return false;
+        }
+        *self = HeldAck {
+            frame,
+            written: 0,
+            held: true,
+        };
+        true
+    }
+
+    /// Writes what is held; `Ok` once nothing is (a would-block keeps the rest held).
+    pub(super) fn write_to(&mut self, socket: &UnixStream) -> io::Result<()> {
+        let mut socket = socket;
+        while self.held {
+            match socket.write(&self.frame[self.written..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(written) => self.written += written,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(err),
+            }
+            self.held = self.written < PING_ACK_LEN;
+        }
+        Ok(())
+    }
+}
+
+/// Writes the held ack once the tasks woken before it have run. A failure is left for
+/// the connection's next read or write to meet; a would-block leaves the ack to the
+/// next write.
+pub(super) fn flush_soon(socket: Weak<AsyncFd<UnixStream>>, held: Arc<Mutex<HeldAck>>) {
+    tokio::spawn(async move {
+        if let Some(socket) = socket.upgrade() {
+            let _ = held.lock().write_to(socket.get_ref());
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ACK: [u8; PING_ACK_LEN] = [0, 0, 8, 6, 1, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+
+    #[test]
+    fn only_one_whole_ping_ack_is_held() {
+        let mut held = HeldAck::default();
+        let ping = [0, 0, 8, 6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+        assert!(
+            !held.hold_if_lone_ack(&[IoSlice::new(&ping)]),
+            "a ping, not an ack"
+        );
+        assert!(
+            !held.hold_if_lone_ack(&[IoSlice::new(&ACK[..16])]),
+            "part of a frame"
+        );
+        let mut longer = ACK.to_vec();
+        longer.push(0);
+        assert!(
+            !held.hold_if_lone_ack(&[IoSlice::new(&longer)]),
+            "an ack and more"
+        );
+        let split = [IoSlice::new(&ACK[..9]), IoSlice::new(&ACK[9..])];
+        assert!(held.hold_if_lone_ack(&split), "an ack in two slices");
+        assert!(
+            !held.hold_if_lone_ack(&[IoSlice::new(&ACK)]),
+            "never a second"
+        );
+    }
+
+    #[test]
+    fn a_held_ack_is_written_whole_once() {
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let mut held = HeldAck::default();
+        assert!(held.hold_if_lone_ack(&[IoSlice::new(&ACK)]));
+        held.write_to(&ours).unwrap();
+        held.write_to(&ours).unwrap();
+        drop(ours);
+        let mut got = Vec::new();
+        std::io::Read::read_to_end(&mut theirs, &mut got).unwrap();
+        assert_eq!(got, ACK);
+    }
+}
