@@ -66,10 +66,14 @@ pub(super) async fn serve_connection<T>(
     if stopping {
         connection.graceful_shutdown();
     }
+    // One wait for the stop signal for the connection's life, not one per loop turn
+    // (each would register and deregister a waiter).
+    let stop_signal = stop.changed();
+    tokio::pin!(stop_signal);
     loop {
         tokio::select! {
             biased;
-            _ = stop.changed(), if !stopping => {
+            _ = &mut stop_signal, if !stopping => {
                 stopping = true;
                 connection.graceful_shutdown();
             }
