@@ -5,7 +5,7 @@
 //! forwarded call (measured with `voluntary_ctxt_switches`). Here writes go straight to
 //! the socket; only a write that would block registers a duplicate of the descriptor for
 //! write readiness, dropped again once the write went through. On a backend connection
-//! a lone PING ACK is held for one turn of the event loop (`held_ack`). Owns the
+//! a lone PING ACK is held until the next write or a millisecond (`held_ack`). Owns the
 //! descriptor; must not buffer anything else.
 
 use std::io::{self, IoSlice, Write};
@@ -17,13 +17,12 @@ use std::task::{ready, Context, Poll};
 
 use std::sync::Arc;
 
-use parking_lot::Mutex;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 
 mod held_ack;
 
-use held_ack::HeldAck;
+use held_ack::AckHolder;
 
 /// A connected unix stream registered for read readiness only.
 #[derive(Debug)]
@@ -32,7 +31,7 @@ pub struct QuietUnixStream {
     /// Registered for write readiness while a write is blocked, else none.
     write_wait: Option<AsyncFd<OwnedFd>>,
     /// Set on backend connections: a lone PING ACK held for a moment (`held_ack`).
-    held_ack: Option<Arc<Mutex<HeldAck>>>,
+    held_ack: Option<Arc<AckHolder>>,
 }
 
 impl QuietUnixStream {
@@ -46,10 +45,10 @@ impl QuietUnixStream {
         })
     }
 
-    /// Holds a lone PING ACK until the tasks already woken have run (see `held_ack`):
-    /// for the connection to a backend that pings with its answers.
+    /// Holds a lone PING ACK until the next write or `held_ack::ACK_DELAY` (see
+    /// `held_ack`): for the connection to a backend that pings with its answers.
     pub fn with_held_ping_acks(mut self) -> Self {
-        self.held_ack = Some(Arc::default());
+        self.held_ack = Some(AckHolder::start(Arc::downgrade(&self.read)));
         self
     }
 
@@ -65,9 +64,9 @@ impl QuietUnixStream {
         cx: &mut Context<'_>,
         slices: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        if let Some(held) = &self.held_ack {
-            if held.lock().hold_if_lone_ack(slices) {
-                held_ack::flush_soon(Arc::downgrade(&self.read), held.clone());
+        if let Some(holder) = &self.held_ack {
+            if holder.held.lock().hold_if_lone_ack(slices) {
+                holder.held_one();
                 return Poll::Ready(Ok(held_ack::PING_ACK_LEN));
             }
         }
@@ -96,10 +95,18 @@ impl QuietUnixStream {
 
     fn try_write(&self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
         let mut socket = self.read.get_ref();
-        if let Some(held) = &self.held_ack {
-            held.lock().write_to(socket)?;
+        if let Some(holder) = &self.held_ack {
+            holder.held.lock().write_to(socket)?;
         }
         socket.write_vectored(slices)
+    }
+}
+
+impl Drop for QuietUnixStream {
+    fn drop(&mut self) {
+        if let Some(holder) = &self.held_ack {
+            holder.close();
+        }
     }
 }
 
@@ -257,6 +264,14 @@ mod tests {
         b.read_exact(&mut both).await.unwrap();
         assert_eq!(&both[..17], &ack, "the ack first");
         assert_eq!(&both[17..], b"next frame");
+        let holder = a.held_ack.clone().expect("holding");
+        drop(a);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert_eq!(
+            Arc::strong_count(&holder),
+            1,
+            "the flush task ended with the stream"
+        );
     }
 
     #[tokio::test]

@@ -1,18 +1,25 @@
-//! A lone PING ACK to the backend, held for one turn of the event loop. containerd
-//! (grpc-go's BDP estimator) pings imageshim with nearly every answer; h2 writes the
-//! acknowledgement as it reads the answer, before the answer's way back to the caller
-//! has run, which put one write — and a wake-up of containerd — on every call's
-//! critical path. Held here, it goes out after the tasks already woken (the answer) or
-//! ahead of the next write on the connection, whichever comes first. Only a write that
-//! is exactly one PING ACK frame is held, never more than one, and bytes never reorder
-//! within a frame. Must not hold anything else.
+//! A lone PING ACK to the backend, held briefly. containerd (grpc-go's BDP estimator)
+//! pings imageshim with nearly every answer; h2 writes the acknowledgement as it reads
+//! the answer, before the answer's way back to the caller has run, which put one write —
+//! and a wake-up of containerd — on every call's critical path. Held here, it goes out
+//! ahead of the next write on the connection (usually the next call, in the same
+//! write), or after [`ACK_DELAY`] when none comes. Only a write that is exactly one PING
+//! ACK frame is held, never more than one, and bytes never reorder within a frame. One
+//! flush task per connection, ended with it. Must not hold anything else.
 
 use std::io::{self, IoSlice, Write};
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::io::unix::AsyncFd;
+use tokio::sync::Notify;
+
+/// The longest a held ack waits for a write to carry it (grpc-go's keepalive waits
+/// 20 s for one; its BDP estimator only learns a longer round trip).
+pub(super) const ACK_DELAY: Duration = Duration::from_millis(1);
 
 /// A PING frame with the ACK flag: 9 bytes of head and 8 of opaque data.
 pub(super) const PING_ACK_LEN: usize = 17;
@@ -67,15 +74,49 @@ impl HeldAck {
     }
 }
 
-/// Writes the held ack once the tasks woken before it have run. A failure is left for
+/// A connection's held ack and the task that flushes it when no write comes.
+#[derive(Debug, Default)]
+pub(super) struct AckHolder {
+    pub(super) held: Mutex<HeldAck>,
+    wake: Notify,
+    closed: AtomicBool,
+}
+
+impl AckHolder {
+    /// A holder for `socket` and its flush task (which ends once the holder is closed).
+    pub(super) fn start(socket: Weak<AsyncFd<UnixStream>>) -> Arc<AckHolder> {
+        let holder = Arc::new(AckHolder::default());
+        tokio::spawn(flush_when_idle(socket, holder.clone()));
+        holder
+    }
+
+    /// An ack was just held: flush it after `ACK_DELAY` unless a write carries it.
+    pub(super) fn held_one(&self) {
+        self.wake.notify_one();
+    }
+
+    /// The connection is gone: the flush task ends.
+    pub(super) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+}
+
+/// Writes a held ack that no write carried within `ACK_DELAY`. A failure is left for
 /// the connection's next read or write to meet; a would-block leaves the ack to the
 /// next write.
-pub(super) fn flush_soon(socket: Weak<AsyncFd<UnixStream>>, held: Arc<Mutex<HeldAck>>) {
-    tokio::spawn(async move {
-        if let Some(socket) = socket.upgrade() {
-            let _ = held.lock().write_to(socket.get_ref());
+async fn flush_when_idle(socket: Weak<AsyncFd<UnixStream>>, holder: Arc<AckHolder>) {
+    loop {
+        holder.wake.notified().await;
+        if holder.closed.load(Ordering::Acquire) {
+            return;
         }
-    });
+        tokio::time::sleep(ACK_DELAY).await;
+        let Some(socket) = socket.upgrade() else {
+            return;
+        };
+        let _ = holder.held.lock().write_to(socket.get_ref());
+    }
 }
 
 #[cfg(test)]
