@@ -1,10 +1,10 @@
-//! One caller's connection: HTTP/2 served with `h2` directly, with the settings a grpc-go
-//! server would use (no stream limit, 16 MiB of headers, hyper's windows and frame size). Every call on
-//! the connection is polled inside the connection's own task — no task per stream, no
-//! copy of the call's state into one — and a call whose stream the caller resets is
-//! dropped at once, which cancels what it was waiting for (a backend call, a pull
-//! wait). A call that panics is answered `INTERNAL`; the other calls go on. Must not
-//! decide anything about a call: that is `dispatch`.
+//! One caller's connection: HTTP/2 served with `h2` directly, with the settings a
+//! grpc-go server would use (no stream limit, 16 MiB of headers) and hyper's windows and
+//! frame size. Every call on the connection is polled inside the connection's own task —
+//! no task per stream, no copy of the call's state into one — and a call whose stream
+//! the caller resets is dropped at once, which cancels what it was waiting for (a
+//! backend call, a pull wait). A call that panics is answered `INTERNAL`; the other
+//! calls go on. Must not decide anything about a call: that is `dispatch`.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
