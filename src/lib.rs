@@ -37,8 +37,9 @@
 //! # One PullImage, from socket to backend
 //!
 //! 1. `server::serve` accepts the connection; `server::connection` serves its HTTP/2
-//!    with `h2`, reading through `server::authority`. `server::dispatch` finds `/runtime.v1.ImageService/PullImage`
-//!    in `images::Intercepted` and reads the call whole (`call::UnaryCall`).
+//!    with `h2`, reading through `server::authority`. `server::dispatch` finds
+//!    `/runtime.v1.ImageService/PullImage` in `images::Intercepted` and reads the call
+//!    whole (`call::UnaryCall`).
 //! 2. `images::pull_image` decodes a view (`cri::PullImageRequest`), parses the
 //!    reference (`reference::Reference`) and routes the handler to a backend
 //!    (`backend::BackendSet::route`); an invalid one is answered `InvalidArgument` here.
