@@ -27,7 +27,8 @@ use held_ack::AckHolder;
 /// A connected unix stream registered for read readiness only.
 #[derive(Debug)]
 pub struct QuietUnixStream {
-    read: Arc<AsyncFd<UnixStream>>,
+    /// The socket, registered for read readiness; writes use it directly.
+    socket: Arc<AsyncFd<UnixStream>>,
     /// Registered for write readiness while a write is blocked, else none.
     write_wait: Option<AsyncFd<OwnedFd>>,
     /// Set on backend connections: a lone PING ACK held for a moment (`held_ack`).
@@ -39,7 +40,7 @@ impl QuietUnixStream {
     pub fn new(stream: UnixStream) -> io::Result<Self> {
         stream.set_nonblocking(true)?;
         Ok(QuietUnixStream {
-            read: Arc::new(register(stream, Interest::READABLE)?),
+            socket: Arc::new(register(stream, Interest::READABLE)?),
             write_wait: None,
             held_ack: None,
         })
@@ -48,7 +49,7 @@ impl QuietUnixStream {
     /// Holds a lone PING ACK until the next write or `held_ack::ACK_DELAY` (see
     /// `held_ack`): for the connection to a backend that pings with its answers.
     pub fn with_held_ping_acks(mut self) -> Self {
-        self.held_ack = Some(AckHolder::start(Arc::downgrade(&self.read)));
+        self.held_ack = Some(AckHolder::start(Arc::downgrade(&self.socket)));
         self
     }
 
@@ -82,7 +83,7 @@ impl QuietUnixStream {
             let waiter = match &mut self.write_wait {
                 Some(waiter) => waiter,
                 None => {
-                    let fd = self.read.get_ref().as_fd().try_clone_to_owned()?;
+                    let fd = self.socket.get_ref().as_fd().try_clone_to_owned()?;
                     self.write_wait.insert(register(fd, Interest::WRITABLE)?)
                 }
             };
@@ -94,7 +95,7 @@ impl QuietUnixStream {
     }
 
     fn try_write(&self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
-        let mut socket = self.read.get_ref();
+        let mut socket = self.socket.get_ref();
         if let Some(holder) = &self.held_ack {
             holder.held.lock().write_to(socket)?;
         }
@@ -125,7 +126,7 @@ impl AsyncRead for QuietUnixStream {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         loop {
-            let mut guard = ready!(this.read.poll_read_ready(cx))?;
+            let mut guard = ready!(this.socket.poll_read_ready(cx))?;
             // SAFETY: `read_into` only writes into the slice, never reads it.
             let unfilled = unsafe { buf.unfilled_mut() };
             let room = unfilled.len();
@@ -185,7 +186,7 @@ impl AsyncWrite for QuietUnixStream {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.read.get_ref().shutdown(std::net::Shutdown::Write) {
+        match self.socket.get_ref().shutdown(std::net::Shutdown::Write) {
             Err(err) if err.kind() != io::ErrorKind::NotConnected => Poll::Ready(Err(err)),
             _ => Poll::Ready(Ok(())),
         }
@@ -256,7 +257,11 @@ mod tests {
         let ack = [0, 0, 8, 6, 1, 0, 0, 0, 0, 9, 9, 9, 9, 9, 9, 9, 9];
         a.write_all(&ack).await.unwrap();
         let mut got = [0u8; 17];
-        b.read_exact(&mut got).await.unwrap();
+        let flushed = std::time::Duration::from_secs(2);
+        tokio::time::timeout(flushed, b.read_exact(&mut got))
+            .await
+            .expect("the flush task writes a held ack no write carries")
+            .unwrap();
         assert_eq!(got, ack, "written by the flush task");
         a.write_all(&ack).await.unwrap();
         a.write_all(b"next frame").await.unwrap();
