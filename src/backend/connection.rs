@@ -6,9 +6,12 @@
 //! ended (the runtime restarted or went away), the next call connects again at once, so
 //! an outage costs each caller one refused connect and recovery takes one call.
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -73,36 +76,27 @@ impl Http2Connection {
         }
     }
 
-    /// Sends one request (given the origin the runtimes expect) and returns the answer
-    /// as soon as its head arrives; the body streams.
-    pub async fn send(
-        &self,
-        request: Request<Body>,
-    ) -> Result<Response<RecvBody>, ConnectionError> {
-        let (mut parts, body) = request.into_parts();
-        parts.uri = with_origin(std::mem::take(&mut parts.uri));
-        let mut sender = self.sender().await?.ready().await?;
-        let end_now = body.is_end_stream();
-        let (response, stream) = sender.send_request(Request::from_parts(parts, ()), end_now)?;
-        if !end_now {
-            send_body(body, stream);
+    /// Starts one request (given the origin the runtimes expect): on a live connection
+    /// its head and every body frame already received are handed to h2 now, and the
+    /// returned future only waits for the answer's head (the body streams). Only a
+    /// reconnect makes the start itself wait.
+    pub fn send(self: &Arc<Self>, request: Request<Body>) -> Sending {
+        match self.live() {
+            Some(sender) => start(sender, request),
+            None => {
+                let connection = self.clone();
+                Sending::Waiting(Box::pin(async move {
+                    let sender = connection.reconnect().await?;
+                    start(sender, request).await
+                }))
+            }
         }
-        Ok(response.await?.map(RecvBody::new))
     }
 
     fn live(&self) -> Option<SendRequest<Bytes>> {
         let current = self.current.lock();
         let live = current.as_ref()?;
         (!live.ended.load(Ordering::Acquire)).then(|| live.sender.clone())
-    }
-
-    async fn sender(&self) -> Result<SendRequest<Bytes>, ConnectionError> {
-        match self.live() {
-            Some(sender) => Ok(sender),
-            // Boxed: reconnecting is rare, and its state would otherwise make every
-            // call's future larger.
-            None => Box::pin(self.reconnect()).await,
-        }
     }
 
     async fn reconnect(&self) -> Result<SendRequest<Bytes>, ConnectionError> {
@@ -143,6 +137,70 @@ impl Http2Connection {
         });
         Ok(Live { sender, ended })
     }
+}
+
+/// A forwarded call on its way: the answer awaited from h2, a start that has to wait
+/// (a reconnect), or a start that failed. Small and owning, so a call's state stays
+/// small and is not copied around (`Waiting` is boxed; it is the rare case).
+pub enum Sending {
+    Answer(h2::client::ResponseFuture),
+    Waiting(Pin<Box<dyn Future<Output = SendResult> + Send>>),
+    Failed(Option<ConnectionError>),
+}
+
+type SendResult = Result<Response<RecvBody>, ConnectionError>;
+
+impl Future for Sending {
+    type Output = SendResult;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<SendResult> {
+        match &mut *self {
+            Sending::Answer(response) => Pin::new(response)
+                .poll(cx)
+                .map(|answer| Ok(answer?.map(RecvBody::new))),
+            Sending::Waiting(waiting) => waiting.as_mut().poll(cx),
+            Sending::Failed(err) => match err.take() {
+                Some(err) => Poll::Ready(Err(err)),
+                None => panic!("`Sending` polled after it failed"),
+            },
+        }
+    }
+}
+
+/// Hands the request to h2 on `sender`'s connection.
+fn start(mut sender: SendRequest<Bytes>, request: Request<Body>) -> Sending {
+    // A fresh handle has no stream of its own pending, so it is ready at once unless
+    // the connection has failed; the noop waker is never kept in that case.
+    let mut cx = Context::from_waker(Waker::noop());
+    match sender.poll_ready(&mut cx) {
+        Poll::Ready(Ok(())) => match send_request(sender, request) {
+            Ok(response) => Sending::Answer(response),
+            Err(err) => Sending::Failed(Some(err.into())),
+        },
+        Poll::Ready(Err(err)) => Sending::Failed(Some(err.into())),
+        Poll::Pending => Sending::Waiting(Box::pin(async move {
+            let sender = sender.ready().await?;
+            match send_request(sender, request) {
+                Ok(response) => Sending::Answer(response).await,
+                Err(err) => Err(err.into()),
+            }
+        })),
+    }
+}
+
+/// The head, then every body frame already received, in h2's send queue.
+fn send_request(
+    mut sender: SendRequest<Bytes>,
+    request: Request<Body>,
+) -> Result<h2::client::ResponseFuture, h2::Error> {
+    let (mut parts, body) = request.into_parts();
+    parts.uri = with_origin(std::mem::take(&mut parts.uri));
+    let end_now = body.is_end_stream();
+    let (response, stream) = sender.send_request(Request::from_parts(parts, ()), end_now)?;
+    if !end_now {
+        send_body(body, stream);
+    }
+    Ok(response)
 }
 
 /// `http://localhost` + the request's path: the origin grpc-go clients send and the

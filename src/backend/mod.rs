@@ -25,7 +25,7 @@ pub struct Backend {
     pub kind: BackendKind,
     pub endpoint: String,
     /// Forwarded calls: an `h2` connection driven directly.
-    connection: connection::Http2Connection,
+    connection: Arc<connection::Http2Connection>,
     /// imageshim's own gRPC calls (readiness, containerd's content store).
     channel: Channel,
 }
@@ -45,18 +45,15 @@ impl Backend {
             name: name.to_string(),
             kind,
             endpoint: endpoint.to_string(),
-            connection: connection::Http2Connection::new(path.clone()),
+            connection: Arc::new(connection::Http2Connection::new(path.clone())),
             channel: channel::unix_channel(path),
         })
     }
 
-    /// Sends a forwarded call on the backend's HTTP/2 connection; the answer's body
-    /// streams.
-    pub async fn send(
-        &self,
-        request: http::Request<tonic::body::Body>,
-    ) -> Result<http::Response<crate::h2_body::RecvBody>, connection::ConnectionError> {
-        self.connection.send(request).await
+    /// Starts a forwarded call on the backend's HTTP/2 connection (see
+    /// `Http2Connection::send`); the answer's body streams.
+    pub fn send(&self, request: http::Request<tonic::body::Body>) -> connection::Sending {
+        self.connection.send(request)
     }
 
     /// A tonic channel for imageshim's own calls (cheap to clone).

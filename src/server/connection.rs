@@ -8,11 +8,12 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::pin::pin;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use futures_util::future::CatchUnwind;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use h2::server::SendResponse;
@@ -91,41 +92,59 @@ pub(super) async fn serve_connection<T>(
 }
 
 /// Answers one call on its stream.
-async fn serve_call(
+fn serve_call(
     state: &Arc<ServerState>,
     request: Request<RecvStream>,
-    mut respond: SendResponse<Bytes>,
-) {
+    respond: SendResponse<Bytes>,
+) -> ServedCall<impl Future<Output = Response<Body>>> {
     let uri = request.uri().clone();
-    let answering = answer_or_internal(uri, dispatch(state.clone(), request.map(RecvBody::new)));
-    let mut answering = pin!(answering);
-    let answered = std::future::poll_fn(|cx| {
-        if let Poll::Ready(response) = answering.as_mut().poll(cx) {
-            return Poll::Ready(Some(response));
-        }
-        // The caller reset the stream: drop the call, cancelling what it waits for.
-        respond.poll_reset(cx).map(|_| None)
-    })
-    .await;
-    if let Some(response) = answered {
-        send_response(respond, response);
+    let answering = dispatch(state, request.map(RecvBody::new));
+    ServedCall {
+        answering: AssertUnwindSafe(answering).catch_unwind(),
+        respond: Some(respond),
+        uri,
     }
 }
 
-/// The answer `answering` gives, or `INTERNAL` naming the method when it panics.
-async fn answer_or_internal(
-    uri: http::Uri,
-    answering: impl Future<Output = Response<Body>>,
-) -> Response<Body> {
-    match AssertUnwindSafe(answering).catch_unwind().await {
-        Ok(response) => response,
-        Err(_panic) => {
-            let path = uri.path();
-            tracing::error!(path, "a call panicked; answering INTERNAL");
-            let message = format!("imageshim failed serving {path}; see its log");
-            answer::status_response(&tonic::Status::internal(message))
-        }
+pin_project_lite::pin_project! {
+    /// One call on its stream: its answer in the making (held once, in place: no future
+    /// wraps another by value) and the stream the answer goes to.
+    struct ServedCall<F> {
+        #[pin]
+        answering: CatchUnwind<AssertUnwindSafe<F>>,
+        respond: Option<SendResponse<Bytes>>,
+        uri: http::Uri,
     }
+}
+
+impl<F: Future<Output = Response<Body>>> Future for ServedCall<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        let Some(respond) = this.respond else {
+            return Poll::Ready(());
+        };
+        let response = match this.answering.poll(cx) {
+            Poll::Ready(Ok(response)) => response,
+            Poll::Ready(Err(_panic)) => panic_answer(this.uri),
+            // The caller reset the stream: the call is dropped with this future, which
+            // cancels what it waits for.
+            Poll::Pending => return respond.poll_reset(cx).map(|_| ()),
+        };
+        if let Some(respond) = this.respond.take() {
+            send_response(respond, response);
+        }
+        Poll::Ready(())
+    }
+}
+
+/// `INTERNAL` naming the method, for a call that panicked.
+fn panic_answer(uri: &http::Uri) -> Response<Body> {
+    let path = uri.path();
+    tracing::error!(path, "a call panicked; answering INTERNAL");
+    let message = format!("imageshim failed serving {path}; see its log");
+    answer::status_response(&tonic::Status::internal(message))
 }
 
 /// Sends the head, then the body through `send_body` (its frames already received in
@@ -146,13 +165,60 @@ fn send_response(mut respond: SendResponse<Bytes>, response: Response<Body>) {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn a_panicking_call_is_answered_internal_naming_its_method() {
+    #[test]
+    fn a_panicked_call_is_answered_internal_naming_its_method() {
         let uri = http::Uri::from_static("/runtime.v1.RuntimeService/Version");
-        let response = answer_or_internal(uri, async { panic!("boom") }).await;
+        let response = panic_answer(&uri);
         assert!(response.body().is_end_stream(), "trailers-only");
         assert_eq!(response.headers().get("grpc-status").unwrap(), "13");
         let message = response.headers().get("grpc-message").unwrap();
         assert!(message.to_str().unwrap().contains("Version"), "{message:?}");
+    }
+
+    #[tokio::test]
+    async fn a_call_that_panics_is_answered_on_its_stream() {
+        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+        let server = tokio::spawn(async move {
+            let mut connection = http2_server().handshake::<_, Bytes>(server_io).await?;
+            let (request, respond) = connection.accept().await.expect("a call")?;
+            let panicking = async { panic!("boom") };
+            let served = ServedCall {
+                answering: AssertUnwindSafe(panicking).catch_unwind(),
+                respond: Some(respond),
+                uri: request.uri().clone(),
+            };
+            tokio::select! {
+                () = served => {}
+                _ = std::future::poll_fn(|cx| connection.poll_closed(cx)) => {}
+            }
+            // Drive the connection until the client has read the answer and gone.
+            std::future::poll_fn(|cx| connection.poll_closed(cx)).await
+        });
+        let (mut client, connection) = h2::client::handshake(client_io).await.unwrap();
+        let driver = tokio::spawn(connection);
+        let request = Request::post("http://localhost/runtime.v1.RuntimeService/Version")
+            .body(())
+            .unwrap();
+        let (response, _body) = client.send_request(request, true).unwrap();
+        let response = response.await.unwrap();
+        assert_eq!(response.headers().get("grpc-status").unwrap(), "13");
+        let message = response.headers().get("grpc-message").unwrap();
+        assert!(message.to_str().unwrap().contains("Version"), "{message:?}");
+        drop(client);
+        driver.abort();
+        let _ = server.await;
+    }
+
+    /// Every call's state is moved into the connection's set of calls and polled there:
+    /// it has to stay small (it was 6 KiB when futures wrapped futures by value).
+    #[test]
+    fn a_calls_state_stays_small() {
+        fn output_size<A, B, C, R>(_: impl Fn(A, B, C) -> R) -> usize {
+            std::mem::size_of::<R>()
+        }
+        let size = output_size(|state: &Arc<ServerState>, request, respond| {
+            serve_call(state, request, respond)
+        });
+        assert!(size <= 1024, "a call's state is {size} bytes");
     }
 }

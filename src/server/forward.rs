@@ -3,6 +3,8 @@
 //! handed back as it arrives. Dropping the returned future or body cancels the upstream
 //! call. Must not decode messages.
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,33 +16,37 @@ use super::answer::Answer;
 use super::status::CallError;
 use crate::backend::Backend;
 
-/// Sends `request` to `backend` and returns its response, streaming.
-pub async fn forward(
-    backend: &Backend,
+/// Sends `request` to `backend` and returns its response, streaming. The request is
+/// handed to the backend's connection now; the future holds only what waits for the
+/// answer (it owns its state, so a call's future stays small).
+pub fn forward(
+    backend: &Arc<Backend>,
     request: Request<Body>,
-) -> Result<Response<Body>, CallError> {
+) -> impl Future<Output = Result<Response<Body>, CallError>> + Send + 'static {
     let deadline = grpc_timeout(request.headers());
     let started = tokio::time::Instant::now();
-    // Pinned in place: the deadline wraps a reference, so the call's state is held once.
-    let mut call = std::pin::pin!(backend.send(request));
-    let result = match deadline {
-        Some(limit) => tokio::time::timeout(limit, call.as_mut())
-            .await
-            .map_err(|_| CallError::DeadlineExceeded)?,
-        None => call.await,
-    };
-    let response = result.map_err(|err| {
-        // A connection torn down as the deadline passes is the deadline.
-        if deadline.is_some_and(|limit| started.elapsed() >= limit) {
-            return CallError::DeadlineExceeded;
-        }
-        CallError::Unavailable {
-            backend: backend.name.clone(),
-            endpoint: backend.endpoint.clone(),
-            source: err.into(),
-        }
-    })?;
-    Ok(response.map(Body::new))
+    let sending = backend.send(request);
+    let backend = backend.clone();
+    async move {
+        let result = match deadline {
+            Some(limit) => tokio::time::timeout(limit, sending)
+                .await
+                .map_err(|_| CallError::DeadlineExceeded)?,
+            None => sending.await,
+        };
+        let response = result.map_err(|err| {
+            // A connection torn down as the deadline passes is the deadline.
+            if deadline.is_some_and(|limit| started.elapsed() >= limit) {
+                return CallError::DeadlineExceeded;
+            }
+            CallError::Unavailable {
+                backend: backend.name.clone(),
+                endpoint: backend.endpoint.clone(),
+                source: err.into(),
+            }
+        })?;
+        Ok(response.map(Body::new))
+    }
 }
 
 /// A new request with the caller's method, URI, version and metadata and `body`.

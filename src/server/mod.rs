@@ -12,9 +12,12 @@ pub mod pull_image;
 pub mod socket;
 pub mod status;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::Either;
+use futures_util::FutureExt;
 use http::{Request, Response};
 use tokio::net::UnixListener;
 use tokio::task::JoinSet;
@@ -58,25 +61,39 @@ impl ServerState {
 }
 
 /// Serves one call: intercepted paths go to their handler, everything else is
-/// forwarded to the default backend untouched.
-pub async fn dispatch(state: Arc<ServerState>, request: Request<RecvBody>) -> Response<Body> {
+/// forwarded to the default backend untouched. The returned future owns what it needs;
+/// a forwarded call is already on its way to the backend when this returns.
+pub fn dispatch(
+    state: &Arc<ServerState>,
+    request: Request<RecvBody>,
+) -> impl Future<Output = Response<Body>> + Send + 'static {
     let started = std::time::Instant::now();
     let method = Method::of(request.uri().path());
-    let response = answer_call(&state, request).await;
-    state.grpc_metrics.observe(method, started, response)
+    let metrics = state.grpc_metrics.clone();
+    answer_call(state, request).map(move |response| metrics.observe(method, started, response))
 }
 
-async fn answer_call(state: &ServerState, request: Request<RecvBody>) -> Response<Body> {
+fn answer_call(
+    state: &Arc<ServerState>,
+    request: Request<RecvBody>,
+) -> impl Future<Output = Response<Body>> + Send + 'static {
     // A cheap clone (shared bytes), kept for the error log.
     let uri = request.uri().clone();
-    let result = if let Some(method) = images::Intercepted::of(uri.path()) {
+    let answering = match images::Intercepted::of(uri.path()) {
         // Boxed: the intercepted path's state is large, and every forwarded call would
         // otherwise carry (and copy) it.
-        Box::pin(intercept(state, method, request)).await
-    } else {
-        forward::forward(state.backends.default_backend(), request.map(Body::new)).await
+        Some(method) => {
+            let state = state.clone();
+            Either::Left(Box::pin(
+                async move { intercept(&state, method, request).await },
+            ))
+        }
+        None => Either::Right(forward::forward(
+            state.backends.default_backend(),
+            request.map(Body::new),
+        )),
     };
-    result.unwrap_or_else(|err| error_response(uri.path(), err))
+    answering.map(move |result| result.unwrap_or_else(|err| error_response(uri.path(), err)))
 }
 
 async fn intercept(
