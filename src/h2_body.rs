@@ -14,9 +14,15 @@ use http::HeaderMap;
 use http_body::{Body as HttpBody, Frame};
 use tonic::body::Body;
 
+/// A body that can be sent on an h2 stream from any task: the caller's or the
+/// backend's stream as it arrives, or a body imageshim made.
+pub trait SendableBody: HttpBody<Data = Bytes, Error: Send> + Unpin + Send + 'static {}
+
+impl<B: HttpBody<Data = Bytes, Error: Send> + Unpin + Send + 'static> SendableBody for B {}
+
 /// Sends every body frame that has already arrived now, so it leaves in the same write
 /// as the head; a task sends the rest when the body is still arriving.
-pub fn send_body(mut body: Body, mut stream: SendStream<Bytes>) {
+pub fn send_body<B: SendableBody>(mut body: B, mut stream: SendStream<Bytes>) {
     let mut cx = Context::from_waker(Waker::noop());
     loop {
         match Pin::new(&mut body).poll_frame(&mut cx) {
@@ -35,8 +41,8 @@ pub fn send_body(mut body: Body, mut stream: SendStream<Bytes>) {
 
 /// Sends one polled frame; false once the stream is finished (ended, trailers sent or
 /// reset).
-fn send_frame(
-    frame: Option<Result<Frame<Bytes>, tonic::Status>>,
+fn send_frame<E>(
+    frame: Option<Result<Frame<Bytes>, E>>,
     end: bool,
     stream: &mut SendStream<Bytes>,
 ) -> bool {
@@ -63,7 +69,7 @@ fn send_frame(
 
 /// The rest of a body that was still arriving, sent as the peer's window allows; ends
 /// when the body does or the peer resets the stream.
-async fn pump(mut body: Body, mut stream: SendStream<Bytes>) {
+async fn pump<B: SendableBody>(mut body: B, mut stream: SendStream<Bytes>) {
     loop {
         let next = std::future::poll_fn(|cx| {
             if let Poll::Ready(frame) = Pin::new(&mut body).poll_frame(cx) {
@@ -79,7 +85,7 @@ async fn pump(mut body: Body, mut stream: SendStream<Bytes>) {
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(data) => data,
                 Err(frame) => {
-                    send_frame(Some(Ok(frame)), end, &mut stream);
+                    send_frame::<B::Error>(Some(Ok(frame)), end, &mut stream);
                     return;
                 }
             },
@@ -113,6 +119,37 @@ async fn send_within_window(
         stream.send_data(chunk, end && data.is_empty())?;
     }
     Ok(())
+}
+
+/// A call's answer body: the backend's stream as it arrives (a forwarded call, no box
+/// or dynamic call in between), or an answer imageshim made.
+pub enum AnswerBody {
+    Streamed(RecvBody),
+    Made(Body),
+}
+
+impl HttpBody for AnswerBody {
+    type Data = Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, tonic::Status>>> {
+        match self.get_mut() {
+            AnswerBody::Streamed(body) => Pin::new(body).poll_frame(cx).map(|frame| {
+                frame.map(|frame| frame.map_err(|err| tonic::Status::from_error(Box::new(err))))
+            }),
+            AnswerBody::Made(body) => Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            AnswerBody::Streamed(body) => body.is_end_stream(),
+            AnswerBody::Made(body) => body.is_end_stream(),
+        }
+    }
 }
 
 /// An h2 receive stream as a body: data as it arrives (its window given back at once),

@@ -17,12 +17,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use h2::client::SendRequest;
 use http::{Request, Response};
-use http_body::Body as HttpBody;
 use parking_lot::Mutex;
 use tokio::net::UnixStream;
-use tonic::body::Body;
 
-use crate::h2_body::{send_body, RecvBody};
+use crate::h2_body::{send_body, RecvBody, SendableBody};
 use crate::quiet_io::QuietUnixStream;
 
 /// How long a connect may take before the call is answered `Unavailable`.
@@ -80,7 +78,7 @@ impl Http2Connection {
     /// its head and every body frame already received are handed to h2 now, and the
     /// returned future only waits for the answer's head (the body streams). Only a
     /// reconnect makes the start itself wait.
-    pub fn send(self: &Arc<Self>, request: Request<Body>) -> Sending {
+    pub fn send<B: SendableBody>(self: &Arc<Self>, request: Request<B>) -> Sending {
         match self.live() {
             Some(sender) => start(sender, request),
             None => {
@@ -168,7 +166,7 @@ impl Future for Sending {
 }
 
 /// Hands the request to h2 on `sender`'s connection.
-fn start(mut sender: SendRequest<Bytes>, request: Request<Body>) -> Sending {
+fn start<B: SendableBody>(mut sender: SendRequest<Bytes>, request: Request<B>) -> Sending {
     // A fresh handle has no stream of its own pending, so it is ready at once unless
     // the connection has failed; the noop waker is never kept in that case.
     let mut cx = Context::from_waker(Waker::noop());
@@ -189,9 +187,9 @@ fn start(mut sender: SendRequest<Bytes>, request: Request<Body>) -> Sending {
 }
 
 /// The head, then every body frame already received, in h2's send queue.
-fn send_request(
+fn send_request<B: SendableBody>(
     mut sender: SendRequest<Bytes>,
-    request: Request<Body>,
+    request: Request<B>,
 ) -> Result<h2::client::ResponseFuture, h2::Error> {
     let (mut parts, body) = request.into_parts();
     parts.uri = with_origin(std::mem::take(&mut parts.uri));

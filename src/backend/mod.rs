@@ -52,7 +52,10 @@ impl Backend {
 
     /// Starts a forwarded call on the backend's HTTP/2 connection (see
     /// `Http2Connection::send`); the answer's body streams.
-    pub fn send(&self, request: http::Request<tonic::body::Body>) -> connection::Sending {
+    pub fn send<B: crate::h2_body::SendableBody>(
+        &self,
+        request: http::Request<B>,
+    ) -> connection::Sending {
         self.connection.send(request)
     }
 

@@ -19,13 +19,12 @@ use futures_util::{FutureExt, StreamExt};
 use h2::server::SendResponse;
 use h2::RecvStream;
 use http::{Request, Response};
-use http_body::Body as HttpBody;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tonic::body::Body;
 
 use super::{answer, dispatch, ServerState};
-use crate::h2_body::{send_body, RecvBody};
+use crate::h2_body::{send_body, RecvBody, SendableBody};
 
 /// Flow-control windows, frame and send-buffer sizes as hyper's server sets them.
 const WINDOW: u32 = 1024 * 1024;
@@ -96,7 +95,7 @@ fn serve_call(
     state: &Arc<ServerState>,
     request: Request<RecvStream>,
     respond: SendResponse<Bytes>,
-) -> ServedCall<impl Future<Output = Response<Body>>> {
+) -> ServedCall<impl Future<Output = Response<impl SendableBody>>> {
     let uri = request.uri().clone();
     let answering = dispatch(state, request.map(RecvBody::new));
     ServedCall {
@@ -117,7 +116,11 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<F: Future<Output = Response<Body>>> Future for ServedCall<F> {
+impl<F, B> Future for ServedCall<F>
+where
+    F: Future<Output = Response<B>>,
+    B: SendableBody,
+{
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
@@ -125,15 +128,17 @@ impl<F: Future<Output = Response<Body>>> Future for ServedCall<F> {
         let Some(respond) = this.respond else {
             return Poll::Ready(());
         };
-        let response = match this.answering.poll(cx) {
-            Poll::Ready(Ok(response)) => response,
-            Poll::Ready(Err(_panic)) => panic_answer(this.uri),
+        let answered = match this.answering.poll(cx) {
+            Poll::Ready(answered) => answered,
             // The caller reset the stream: the call is dropped with this future, which
             // cancels what it waits for.
             Poll::Pending => return respond.poll_reset(cx).map(|_| ()),
         };
         if let Some(respond) = this.respond.take() {
-            send_response(respond, response);
+            match answered {
+                Ok(response) => send_response(respond, response),
+                Err(_panic) => send_response(respond, panic_answer(this.uri)),
+            }
         }
         Poll::Ready(())
     }
@@ -149,7 +154,7 @@ fn panic_answer(uri: &http::Uri) -> Response<Body> {
 
 /// Sends the head, then the body through `send_body` (its frames already received in
 /// the same write).
-fn send_response(mut respond: SendResponse<Bytes>, response: Response<Body>) {
+fn send_response(mut respond: SendResponse<Bytes>, response: Response<impl SendableBody>) {
     // No connection-specific header can be here: h2 refused them in the backend's
     // answer, and imageshim's own answers have none (h2 checks again as it sends).
     let (parts, body) = response.into_parts();
@@ -164,6 +169,7 @@ fn send_response(mut respond: SendResponse<Bytes>, response: Response<Body>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body::Body as _;
 
     #[test]
     fn a_panicked_call_is_answered_internal_naming_its_method() {
@@ -181,7 +187,7 @@ mod tests {
         let server = tokio::spawn(async move {
             let mut connection = http2_server().handshake::<_, Bytes>(server_io).await?;
             let (request, respond) = connection.accept().await.expect("a call")?;
-            let panicking = async { panic!("boom") };
+            let panicking = std::future::ready(()).map(|()| -> Response<Body> { panic!("boom") });
             let served = ServedCall {
                 answering: AssertUnwindSafe(panicking).catch_unwind(),
                 respond: Some(respond),

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use http::{HeaderMap, Request, Response};
 use http_body_util::{BodyExt, Full};
 use tonic::body::Body;
@@ -15,6 +16,7 @@ use tonic::body::Body;
 use super::answer::Answer;
 use super::status::CallError;
 use crate::backend::Backend;
+use crate::h2_body::{RecvBody, SendableBody};
 
 /// Sends `request` to `backend` and returns its response, streaming. The request is
 /// handed to the backend's connection now; the future holds only what waits for the
@@ -23,6 +25,14 @@ pub fn forward(
     backend: &Arc<Backend>,
     request: Request<Body>,
 ) -> impl Future<Output = Result<Response<Body>, CallError>> + Send + 'static {
+    forward_streamed(backend, request).map(|answer| answer.map(|response| response.map(Body::new)))
+}
+
+/// `forward`, with the answer's body as the backend's h2 stream itself.
+pub fn forward_streamed<B: SendableBody>(
+    backend: &Arc<Backend>,
+    request: Request<B>,
+) -> impl Future<Output = Result<Response<RecvBody>, CallError>> + Send + 'static {
     let deadline = grpc_timeout(request.headers());
     let started = tokio::time::Instant::now();
     let sending = backend.send(request);
@@ -45,7 +55,7 @@ pub fn forward(
                 source: err.into(),
             }
         })?;
-        Ok(response.map(Body::new))
+        Ok(response)
     }
 }
 

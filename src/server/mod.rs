@@ -25,9 +25,9 @@ use tonic::body::Body;
 
 use crate::backend::BackendSet;
 use crate::credentials::Resolver;
-use crate::h2_body::RecvBody;
+use crate::h2_body::{AnswerBody, RecvBody};
 use crate::quiet_io::QuietUnixStream;
-use crate::telemetry::grpc::{GrpcMetrics, Method};
+use crate::telemetry::grpc::{GrpcMetrics, Method, ObservedBody};
 use status::CallError;
 
 /// What every call can reach.
@@ -66,7 +66,7 @@ impl ServerState {
 pub fn dispatch(
     state: &Arc<ServerState>,
     request: Request<RecvBody>,
-) -> impl Future<Output = Response<Body>> + Send + 'static {
+) -> impl Future<Output = Response<ObservedBody<AnswerBody>>> + Send + 'static {
     let started = std::time::Instant::now();
     let method = Method::of(request.uri().path());
     let metrics = state.grpc_metrics.clone();
@@ -76,7 +76,7 @@ pub fn dispatch(
 fn answer_call(
     state: &Arc<ServerState>,
     request: Request<RecvBody>,
-) -> impl Future<Output = Response<Body>> + Send + 'static {
+) -> impl Future<Output = Response<AnswerBody>> + Send + 'static {
     // A cheap clone (shared bytes), kept for the error log.
     let uri = request.uri().clone();
     let answering = match images::Intercepted::of(uri.path()) {
@@ -84,16 +84,21 @@ fn answer_call(
         // otherwise carry (and copy) it.
         Some(method) => {
             let state = state.clone();
-            Either::Left(Box::pin(
-                async move { intercept(&state, method, request).await },
-            ))
+            Either::Left(Box::pin(async move {
+                let answer = intercept(&state, method, request).await;
+                answer.map(|response| response.map(AnswerBody::Made))
+            }))
         }
-        None => Either::Right(forward::forward(
-            state.backends.default_backend(),
-            request.map(Body::new),
-        )),
+        // The caller's stream goes to the backend and the backend's comes back, each
+        // read as it arrives.
+        None => Either::Right(
+            forward::forward_streamed(state.backends.default_backend(), request)
+                .map(|answer| answer.map(|response| response.map(AnswerBody::Streamed))),
+        ),
     };
-    answering.map(move |result| result.unwrap_or_else(|err| error_response(uri.path(), err)))
+    answering.map(move |result| {
+        result.unwrap_or_else(|err| error_response(uri.path(), err).map(AnswerBody::Made))
+    })
 }
 
 async fn intercept(

@@ -16,7 +16,6 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use tonic::body::Body;
 
 /// Every CRI v1 method (RuntimeService and ImageService).
 const CRI_METHODS: &[&str] = &[
@@ -207,27 +206,24 @@ impl GrpcMetrics {
 
     /// Records the call when its answer ends: at once for a trailers-only answer,
     /// else when the body's trailers pass (a body dropped before them is `Canceled`).
-    pub fn observe(
+    pub fn observe<B>(
         &self,
         method: Method,
         started: Instant,
-        response: Response<Body>,
-    ) -> Response<Body> {
-        if let Some(status) = response.headers().get("grpc-status") {
-            self.record(method, code_index(Some(status.as_bytes())), started);
-            return response;
-        }
-        let record = Recorder {
-            metrics: self.clone(),
-            method,
-            started,
+        response: Response<B>,
+    ) -> Response<ObservedBody<B>> {
+        let record = match response.headers().get("grpc-status") {
+            Some(status) => {
+                self.record(method, code_index(Some(status.as_bytes())), started);
+                None
+            }
+            None => Some(Recorder {
+                metrics: self.clone(),
+                method,
+                started,
+            }),
         };
-        response.map(|inner| {
-            Body::new(ObservedBody {
-                inner,
-                record: Some(record),
-            })
-        })
+        response.map(|inner| ObservedBody { inner, record })
     }
 }
 
@@ -237,13 +233,14 @@ struct Recorder {
     started: Instant,
 }
 
-/// A response body that records its call when the trailers pass or it is dropped.
-struct ObservedBody {
-    inner: Body,
+/// A response body that records its call when the trailers pass or it is dropped
+/// (nothing is left to record when the answer was trailers-only).
+pub struct ObservedBody<B> {
+    inner: B,
     record: Option<Recorder>,
 }
 
-impl ObservedBody {
+impl<B> ObservedBody<B> {
     fn finish(&mut self, code: usize) {
         if let Some(r) = self.record.take() {
             r.metrics.record(r.method, code, r.started);
@@ -251,15 +248,18 @@ impl ObservedBody {
     }
 }
 
-impl Drop for ObservedBody {
+impl<B> Drop for ObservedBody<B> {
     fn drop(&mut self) {
         self.finish(1);
     }
 }
 
-impl HttpBody for ObservedBody {
+impl<B> HttpBody for ObservedBody<B>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+{
     type Data = Bytes;
-    type Error = tonic::Status;
+    type Error = B::Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
