@@ -7,11 +7,12 @@ use prost::Message;
 use tonic::body::Body;
 
 use super::call::UnaryCall;
-use super::forward::{forward, CollectedResponse};
+use super::forward::{forward, forward_streamed, CollectedResponse};
 use super::pinned::{is_pinned, Pin};
 use super::status::CallError;
 use super::ServerState;
 use crate::cri::{self, paths, wire, ImageSpec};
+use crate::h2_body::{AnswerBody, RecvBody};
 use crate::reference::Reference;
 
 /// The intercepted ImageService methods: the one list of what `handle` serves itself.
@@ -43,16 +44,28 @@ pub async fn handle(
     state: &ServerState,
     method: Intercepted,
     call: UnaryCall,
-) -> Result<Response<Body>, CallError> {
+) -> Result<Response<AnswerBody>, CallError> {
     match method {
-        Intercepted::PullImage => pull_image(state, call).await,
+        Intercepted::PullImage => made(pull_image(state, call).await),
         Intercepted::ImageStatus => image_status(state, call).await,
         Intercepted::ListImages => list_images(state, call).await,
         Intercepted::RemoveImage => remove_image(state, call).await,
         Intercepted::ImageFsInfo => {
-            forward(state.backends.default_backend(), call.into_request()).await
+            streamed(forward_streamed(state.backends.default_backend(), call.into_request()).await)
         }
     }
+}
+
+/// An answer imageshim made.
+fn made(answer: Result<Response<Body>, CallError>) -> Result<Response<AnswerBody>, CallError> {
+    answer.map(|response| response.map(AnswerBody::Made))
+}
+
+/// The backend's answer, streamed back as it arrives.
+fn streamed(
+    answer: Result<Response<RecvBody>, CallError>,
+) -> Result<Response<AnswerBody>, CallError> {
+    answer.map(|response| response.map(AnswerBody::Streamed))
 }
 
 async fn pull_image(state: &ServerState, call: UnaryCall) -> Result<Response<Body>, CallError> {
@@ -69,42 +82,51 @@ async fn pull_image(state: &ServerState, call: UnaryCall) -> Result<Response<Bod
     super::pull_image::pull_through_coordinator(state, &backend, &reference, &view, call).await
 }
 
-async fn image_status(state: &ServerState, call: UnaryCall) -> Result<Response<Body>, CallError> {
+async fn image_status(
+    state: &ServerState,
+    call: UnaryCall,
+) -> Result<Response<AnswerBody>, CallError> {
     let view: cri::ImageStatusRequest = call.decode()?;
     let handler = cri::spec_handler(view.image.as_ref()).to_string();
     let backend = state.backends.route(&handler)?;
-    let response = forward(backend, call.into_request()).await?;
+    let response = forward_streamed(backend, call.into_request()).await?;
     let pins = state.pinned.on_backend(&backend.name);
     if handler.is_empty() && pins.is_empty() {
-        return Ok(response);
+        return streamed(Ok(response));
     }
-    mark_images(response, &handler, &pins, true).await
+    made(mark_images(response.map(Body::new), &handler, &pins, true).await)
 }
 
-async fn list_images(state: &ServerState, call: UnaryCall) -> Result<Response<Body>, CallError> {
+async fn list_images(
+    state: &ServerState,
+    call: UnaryCall,
+) -> Result<Response<AnswerBody>, CallError> {
     let view: cri::ListImagesRequest = call.decode()?;
     let handler =
         cri::spec_handler(view.filter.as_ref().and_then(|f| f.image.as_ref())).to_string();
     if handler.is_empty() && state.backends.all().len() > 1 {
-        return list_images_everywhere(state, &call).await;
+        return made(list_images_everywhere(state, &call).await);
     }
     let backend = state.backends.route(&handler)?;
-    let response = forward(backend, call.into_request()).await?;
+    let response = forward_streamed(backend, call.into_request()).await?;
     let pins = state.pinned.on_backend(&backend.name);
     if handler.is_empty() && pins.is_empty() {
-        return Ok(response);
+        return streamed(Ok(response));
     }
-    mark_images(response, &handler, &pins, false).await
+    made(mark_images(response.map(Body::new), &handler, &pins, false).await)
 }
 
-async fn remove_image(state: &ServerState, call: UnaryCall) -> Result<Response<Body>, CallError> {
+async fn remove_image(
+    state: &ServerState,
+    call: UnaryCall,
+) -> Result<Response<AnswerBody>, CallError> {
     let view: cri::RemoveImageRequest = call.decode()?;
     let backend = state
         .backends
         .route(cri::spec_handler(view.image.as_ref()))?;
-    let response = forward(backend, call.into_request()).await;
+    let response = forward_streamed(backend, call.into_request()).await;
     state.pinned.recheck();
-    response
+    streamed(response)
 }
 
 /// Asks every backend and concatenates the answers (repeated fields concatenate on the

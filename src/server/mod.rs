@@ -84,10 +84,9 @@ fn answer_call(
         // otherwise carry (and copy) it.
         Some(method) => {
             let state = state.clone();
-            Either::Left(Box::pin(async move {
-                let answer = intercept(&state, method, request).await;
-                answer.map(|response| response.map(AnswerBody::Made))
-            }))
+            Either::Left(Box::pin(
+                async move { intercept(&state, method, request).await },
+            ))
         }
         // The caller's stream goes to the backend and the backend's comes back, each
         // read as it arrives.
@@ -105,7 +104,7 @@ async fn intercept(
     state: &ServerState,
     method: images::Intercepted,
     request: Request<RecvBody>,
-) -> Result<Response<Body>, CallError> {
+) -> Result<Response<AnswerBody>, CallError> {
     let call = call::UnaryCall::read(request).await?;
     images::handle(state, method, call).await
 }
