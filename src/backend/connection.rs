@@ -176,12 +176,9 @@ fn start<B: SendableBody>(mut sender: SendRequest<Bytes>, request: Request<B>) -
             Err(err) => Sending::Failed(Some(err.into())),
         },
         Poll::Ready(Err(err)) => Sending::Failed(Some(err.into())),
+        // Never for a fresh handle; waits, then starts as above.
         Poll::Pending => Sending::Waiting(Box::pin(async move {
-            let sender = sender.ready().await?;
-            match send_request(sender, request) {
-                Ok(response) => Sending::Answer(response).await,
-                Err(err) => Err(err.into()),
-            }
+            start(sender.ready().await?, request).await
         })),
     }
 }

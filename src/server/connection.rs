@@ -134,11 +134,10 @@ where
             // cancels what it waits for.
             Poll::Pending => return respond.poll_reset(cx).map(|_| ()),
         };
-        if let Some(respond) = this.respond.take() {
-            match answered {
-                Ok(response) => send_response(respond, response),
-                Err(_panic) => send_response(respond, panic_answer(this.uri)),
-            }
+        let respond = this.respond.take().expect("checked above");
+        match answered {
+            Ok(response) => send_response(respond, response),
+            Err(_panic) => send_response(respond, panic_answer(this.uri)),
         }
         Poll::Ready(())
     }

@@ -87,14 +87,8 @@ async fn image_status(
     call: UnaryCall,
 ) -> Result<Response<AnswerBody>, CallError> {
     let view: cri::ImageStatusRequest = call.decode()?;
-    let handler = cri::spec_handler(view.image.as_ref()).to_string();
-    let backend = state.backends.route(&handler)?;
-    let response = forward_streamed(backend, call.into_request()).await?;
-    let pins = state.pinned.on_backend(&backend.name);
-    if handler.is_empty() && pins.is_empty() {
-        return streamed(Ok(response));
-    }
-    made(mark_images(response.map(Body::new), &handler, &pins, true).await)
+    let handler = cri::spec_handler(view.image.as_ref());
+    forward_and_mark(state, call, handler, true).await
 }
 
 async fn list_images(
@@ -107,13 +101,24 @@ async fn list_images(
     if handler.is_empty() && state.backends.all().len() > 1 {
         return made(list_images_everywhere(state, &call).await);
     }
-    let backend = state.backends.route(&handler)?;
+    forward_and_mark(state, call, &handler, false).await
+}
+
+/// Forwards an ImageStatus (`single`) or ListImages call to the backend serving
+/// `handler`; the answer streams back as it is unless it has images to mark.
+async fn forward_and_mark(
+    state: &ServerState,
+    call: UnaryCall,
+    handler: &str,
+    single: bool,
+) -> Result<Response<AnswerBody>, CallError> {
+    let backend = state.backends.route(handler)?;
     let response = forward_streamed(backend, call.into_request()).await?;
     let pins = state.pinned.on_backend(&backend.name);
     if handler.is_empty() && pins.is_empty() {
         return streamed(Ok(response));
     }
-    made(mark_images(response.map(Body::new), &handler, &pins, false).await)
+    made(mark_images(response.map(Body::new), handler, &pins, single).await)
 }
 
 async fn remove_image(

@@ -82,12 +82,7 @@ fn answer_call(
     let answering = match images::Intercepted::of(uri.path()) {
         // Boxed: the intercepted path's state is large, and every forwarded call would
         // otherwise carry (and copy) it.
-        Some(method) => {
-            let state = state.clone();
-            Either::Left(Box::pin(
-                async move { intercept(&state, method, request).await },
-            ))
-        }
+        Some(method) => Either::Left(Box::pin(intercept(state.clone(), method, request))),
         // The caller's stream goes to the backend and the backend's comes back, each
         // read as it arrives.
         None => Either::Right(
@@ -101,12 +96,12 @@ fn answer_call(
 }
 
 async fn intercept(
-    state: &ServerState,
+    state: Arc<ServerState>,
     method: images::Intercepted,
     request: Request<RecvBody>,
 ) -> Result<Response<AnswerBody>, CallError> {
     let call = call::UnaryCall::read(request).await?;
-    images::handle(state, method, call).await
+    images::handle(&state, method, call).await
 }
 
 fn error_response(path: &str, err: CallError) -> Response<Body> {
