@@ -96,10 +96,10 @@ impl QuietUnixStream {
 
     fn try_write(&self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
         let mut socket = self.socket.get_ref();
-        if let Some(holder) = &self.held_ack {
-            holder.held.lock().write_to(socket)?;
+        match &self.held_ack {
+            Some(holder) => holder.held.lock().write_ahead_of(socket, slices),
+            None => socket.write_vectored(slices),
         }
-        socket.write_vectored(slices)
     }
 }
 

@@ -4,7 +4,8 @@
 //! and a wake-up of containerd — on every call's critical path. Held here, it goes out
 //! ahead of the next write on the connection (usually the next call, in the same
 //! write), or after [`ACK_DELAY`] when none comes. Only a write that is exactly one PING
-//! ACK frame is held, never more than one, and bytes never reorder within a frame. One
+//! ACK frame is held, never more than one, and bytes never reorder within a frame; the
+//! ack and the next write share one `writev(2)`. One
 //! flush task per connection, ended with it. Must not hold anything else.
 
 use std::io::{self, IoSlice, Write};
@@ -60,19 +61,53 @@ impl HeldAck {
 
     /// Writes what is held; `Ok` once nothing is (a would-block keeps the rest held).
     pub(super) fn write_to(&mut self, socket: &UnixStream) -> io::Result<()> {
-        let mut socket = socket;
         while self.held {
-            match socket.write(&self.frame[self.written..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(written) => self.written += written,
+            match self.write_ahead_of(socket, &[]) {
+                Ok(_) => {}
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
                 Err(err) => return Err(err),
             }
-            self.held = self.written < PING_ACK_LEN;
         }
         Ok(())
     }
+
+    /// Writes `slices` with what is held ahead of them, in one `writev(2)`: the held
+    /// ack costs no write of its own. Returns how much of `slices` went out. When the
+    /// write took exactly the ack, `slices` are written alone; when it took part of it,
+    /// the socket is full (would-block). So a non-empty write never reports 0.
+    pub(super) fn write_ahead_of(
+        &mut self,
+        socket: &UnixStream,
+        slices: &[IoSlice<'_>],
+    ) -> io::Result<usize> {
+        let mut socket = socket;
+        if !self.held {
+            return socket.write_vectored(slices);
+        }
+        let pending = &self.frame[self.written..];
+        let mut gathered = [IoSlice::new(&[]); MAX_GATHERED];
+        gathered[0] = IoSlice::new(pending);
+        let carried = slices.len().min(MAX_GATHERED - 1);
+        gathered[1..=carried].copy_from_slice(&slices[..carried]);
+        let written = socket.write_vectored(&gathered[..=carried])?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        let of_ack = written.min(pending.len());
+        self.written += of_ack;
+        self.held = self.written < PING_ACK_LEN;
+        let wants_more = slices.iter().any(|slice| !slice.is_empty());
+        match written - of_ack {
+            // Part of the ack went out: the socket is full.
+            0 if self.held => Err(io::ErrorKind::WouldBlock.into()),
+            0 if wants_more => socket.write_vectored(slices),
+            of_slices => Ok(of_slices),
+        }
+    }
 }
+
+/// The most slices one gathered write carries (the held ack's and the caller's).
+const MAX_GATHERED: usize = 64;
 
 /// A connection's held ack and the task that flushes it when no write comes.
 #[derive(Debug, Default)]
@@ -162,5 +197,45 @@ mod tests {
         let mut got = Vec::new();
         std::io::Read::read_to_end(&mut theirs, &mut got).unwrap();
         assert_eq!(got, ACK);
+    }
+
+    #[test]
+    fn a_held_ack_rides_ahead_of_the_next_write_and_counts_only_its_bytes() {
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let mut held = HeldAck::default();
+        assert!(held.hold_if_lone_ack(&[IoSlice::new(&ACK)]));
+        let slices = [IoSlice::new(b"next "), IoSlice::new(b"frame")];
+        assert_eq!(held.write_ahead_of(&ours, &slices).unwrap(), 10);
+        assert!(!held.held, "the ack went out with them");
+        drop(ours);
+        let mut got = Vec::new();
+        std::io::Read::read_to_end(&mut theirs, &mut got).unwrap();
+        assert_eq!(&got[..PING_ACK_LEN], &ACK);
+        assert_eq!(&got[PING_ACK_LEN..], b"next frame");
+    }
+
+    #[test]
+    fn a_full_socket_keeps_the_ack_held_and_says_would_block() {
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let filler = [7u8; 4096];
+        let mut queued = 0;
+        while let Ok(written) = (&ours).write(&filler) {
+            queued += written;
+        }
+        let mut held = HeldAck::default();
+        assert!(held.hold_if_lone_ack(&[IoSlice::new(&ACK)]));
+        let err = held
+            .write_ahead_of(&ours, &[IoSlice::new(b"more")])
+            .expect_err("nothing fits");
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+        let mut drained = vec![0u8; queued];
+        std::io::Read::read_exact(&mut theirs, &mut drained).unwrap();
+        assert_eq!(held.write_ahead_of(&ours, &[IoSlice::new(b"more")]).unwrap(), 4);
+        drop(ours);
+        let mut got = Vec::new();
+        std::io::Read::read_to_end(&mut theirs, &mut got).unwrap();
+        assert_eq!(&got[..PING_ACK_LEN], &ACK, "the whole ack, then the write");
+        assert_eq!(&got[PING_ACK_LEN..], b"more");
     }
 }
