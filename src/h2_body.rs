@@ -14,6 +14,8 @@ use http::HeaderMap;
 use http_body::{Body as HttpBody, Frame};
 use tonic::body::Body;
 
+use crate::backend::h2c::AnswerStream;
+
 /// A body that can be sent on an h2 stream from any task: the caller's or the
 /// backend's stream as it arrives, or a body imageshim made.
 pub trait SendableBody: HttpBody<Data = Bytes, Error: Send> + Unpin + Send + 'static {}
@@ -124,7 +126,7 @@ async fn send_within_window(
 /// A call's answer body: the backend's stream as it arrives (a forwarded call, no box
 /// or dynamic call in between), or an answer imageshim made.
 pub enum AnswerBody {
-    Streamed(RecvBody),
+    Streamed(AnswerStream),
     Made(Body),
 }
 

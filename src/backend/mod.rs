@@ -6,6 +6,7 @@ pub mod connection;
 pub mod content;
 pub mod discovery;
 pub mod endpoint;
+pub mod h2c;
 pub mod handler;
 pub mod health;
 

@@ -16,7 +16,8 @@ use tonic::body::Body;
 use super::answer::Answer;
 use super::status::CallError;
 use crate::backend::Backend;
-use crate::h2_body::{RecvBody, SendableBody};
+use crate::backend::h2c::AnswerStream;
+use crate::h2_body::SendableBody;
 
 /// Sends `request` to `backend` and returns its response, streaming. The request is
 /// handed to the backend's connection now; the future holds only what waits for the
@@ -32,7 +33,7 @@ pub fn forward(
 pub fn forward_streamed<B: SendableBody>(
     backend: &Arc<Backend>,
     request: Request<B>,
-) -> impl Future<Output = Result<Response<RecvBody>, CallError>> + Send + 'static {
+) -> impl Future<Output = Result<Response<AnswerStream>, CallError>> + Send + 'static {
     let deadline = grpc_timeout(request.headers());
     let started = tokio::time::Instant::now();
     let sending = backend.send(request);

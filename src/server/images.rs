@@ -12,7 +12,8 @@ use super::pinned::{is_pinned, Pin};
 use super::status::CallError;
 use super::ServerState;
 use crate::cri::{self, paths, wire, ImageSpec};
-use crate::h2_body::{AnswerBody, RecvBody};
+use crate::backend::h2c::AnswerStream;
+use crate::h2_body::AnswerBody;
 use crate::reference::Reference;
 
 /// The intercepted ImageService methods: the one list of what `handle` serves itself.
@@ -63,7 +64,7 @@ fn made(answer: Result<Response<Body>, CallError>) -> Result<Response<AnswerBody
 
 /// The backend's answer, streamed back as it arrives.
 fn streamed(
-    answer: Result<Response<RecvBody>, CallError>,
+    answer: Result<Response<AnswerStream>, CallError>,
 ) -> Result<Response<AnswerBody>, CallError> {
     answer.map(|response| response.map(AnswerBody::Streamed))
 }

@@ -1,0 +1,164 @@
+//! The backend connection's one task: reads frames and hands them to their streams,
+//! answers what the protocol asks (SETTINGS, PING, window updates, GOAWAY) and writes
+//! whatever the callers and itself queued, in as few writes as possible. When it ends
+//! — the backend closed, a protocol error, a panic — every open stream is failed (a
+//! guard does it, so nothing waits forever). Must not wait on a caller.
+
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::frame::{self, Head};
+use super::receive::Receiver;
+use super::state::Error;
+use super::Shared;
+use crate::quiet_io::QuietUnixStream;
+
+/// How much room a read gets at least.
+const READ_ROOM: usize = 32 * 1024;
+
+/// Drives the connection until it ends; every open stream has then failed.
+pub(super) async fn drive(shared: Arc<Shared>, io: QuietUnixStream) -> Result<(), Error> {
+    let guard = FailStreamsOnExit(shared.clone());
+    let mut driver = Driver {
+        shared,
+        io,
+        input: BytesMut::with_capacity(READ_ROOM),
+        output: Bytes::new(),
+        receiver: Receiver::default(),
+    };
+    let result = poll_fn(|cx| driver.poll(cx)).await;
+    if let Err(err) = &result {
+        guard.0.state.lock().fail_all(err.clone());
+    }
+    result
+}
+
+struct Driver {
+    shared: Arc<Shared>,
+    io: QuietUnixStream,
+    input: BytesMut,
+    /// Taken from the shared queue, not yet (all) written.
+    output: Bytes,
+    receiver: Receiver,
+}
+
+impl Driver {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        loop {
+            let read = self.poll_read_frames(cx)?;
+            let written = self.poll_flush(cx)?;
+            if read.is_ready() {
+                continue;
+            }
+            let mut state = self.shared.state.lock();
+            if written.is_ready() && !state.out.is_empty() {
+                continue;
+            }
+            let idle = state.streams.is_empty();
+            if state.failure.is_some() || (idle && (state.client_gone || state.going_away)) {
+                drop(state);
+                return self.close(cx);
+            }
+            state.driver = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+    }
+
+    /// Reads what has arrived and hands every whole frame on. Ready when something was
+    /// read (more may follow), pending when the socket is drained.
+    fn poll_read_frames(&mut self, cx: &mut Context<'_>) -> Result<Poll<()>, Error> {
+        if self.input.capacity() - self.input.len() < READ_ROOM / 2 {
+            self.input.reserve(READ_ROOM);
+        }
+        let spare = self.input.spare_capacity_mut();
+        let mut buf = ReadBuf::uninit(spare);
+        match Pin::new(&mut self.io).poll_read(cx, &mut buf) {
+            Poll::Pending => return Ok(Poll::Pending),
+            Poll::Ready(Err(err)) => return Err(Error::Io(err.kind())),
+            Poll::Ready(Ok(())) => {}
+        }
+        let read = buf.filled().len();
+        if read == 0 {
+            return Err(Error::Closed);
+        }
+        // SAFETY: the read initialised `read` bytes of the spare capacity.
+        unsafe { self.input.set_len(self.input.len() + read) };
+        while let Some(frame) = self.next_frame()? {
+            let mut state = self.shared.state.lock();
+            self.receiver.frame(&mut state, frame)?;
+        }
+        Ok(Poll::Ready(()))
+    }
+
+    /// The next whole frame in the input, if one has arrived.
+    fn next_frame(&mut self) -> Result<Option<(Head, Bytes)>, Error> {
+        if self.input.len() < frame::HEAD_LEN {
+            return Ok(None);
+        }
+        let head = Head::parse(&self.input);
+        if head.length > frame::DEFAULT_MAX_FRAME {
+            return Err(Error::Protocol("a frame is larger than the allowed size"));
+        }
+        let whole = frame::HEAD_LEN + head.length;
+        if self.input.len() < whole {
+            self.input.reserve(whole - self.input.len());
+            return Ok(None);
+        }
+        let mut bytes = self.input.split_to(whole).freeze();
+        Ok(Some((head, bytes.split_off(frame::HEAD_LEN))))
+    }
+
+    /// Writes everything queued. Ready once the queue is empty.
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Result<Poll<()>, Error> {
+        loop {
+            if self.output.is_empty() {
+                let mut state = self.shared.state.lock();
+                if state.out.is_empty() {
+                    return Ok(Poll::Ready(()));
+                }
+                self.output = state.out.split().freeze();
+            }
+            match Pin::new(&mut self.io).poll_write(cx, &self.output) {
+                Poll::Pending => return Ok(Poll::Pending),
+                Poll::Ready(Err(err)) => return Err(Error::Io(err.kind())),
+                Poll::Ready(Ok(0)) => return Err(Error::Io(std::io::ErrorKind::WriteZero)),
+                Poll::Ready(Ok(written)) => {
+                    let _ = self.output.split_to(written);
+                }
+            }
+        }
+    }
+
+    /// Says goodbye (best effort) and ends.
+    fn close(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        {
+            let mut state = self.shared.state.lock();
+            if state.failure.is_none() {
+                let mut goaway = [0u8; 8];
+                goaway[..4].copy_from_slice(&0u32.to_be_bytes());
+                frame::write(frame::GOAWAY, 0, 0, &goaway, &mut state.out);
+            }
+        }
+        let _ = self.poll_flush(cx);
+        let _ = Pin::new(&mut self.io).poll_shutdown(cx);
+        let failure = self.shared.state.lock().failure.clone();
+        Poll::Ready(failure.map_or(Ok(()), Err))
+    }
+}
+
+/// Fails every stream still open when the driver ends, however it ends.
+struct FailStreamsOnExit(Arc<Shared>);
+
+impl Drop for FailStreamsOnExit {
+    fn drop(&mut self) {
+        let mut state = self.0.state.lock();
+        state.fail_all(Error::Closed);
+        drop(state);
+        self.0.slot_freed.notify_waiters();
+    }
+}

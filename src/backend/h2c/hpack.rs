@@ -1,0 +1,298 @@
+//! HPACK (RFC 7541) for the backend connection. Requests are encoded without touching
+//! any table: pseudo-headers by static index, every other field as a raw literal
+//! (never indexed when marked sensitive), so encoding is a copy. Answers are decoded
+//! with the static and dynamic tables and Huffman strings, as the backend sends them.
+//! Must not keep or log header values beyond the dynamic table the protocol requires.
+
+use std::collections::VecDeque;
+
+use bytes::{BufMut, BytesMut};
+use http::HeaderMap;
+
+use super::huffman::{self, HuffmanError};
+
+/// The dynamic table size imageshim allows the backend (the protocol's default).
+pub(super) const TABLE_SIZE: usize = 4096;
+
+/// Why a header block cannot be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(super) enum HpackError {
+    #[error("header block ends inside a field")]
+    Truncated,
+    #[error("header block uses index {0}, which no table holds")]
+    BadIndex(usize),
+    #[error("header block integer overflows")]
+    Overflow,
+    #[error("dynamic table size update to {0} is over the allowed {TABLE_SIZE}")]
+    TableTooLarge(usize),
+    #[error(transparent)]
+    Huffman(#[from] HuffmanError),
+}
+
+/// RFC 7541 appendix A: the static table, index 1 first.
+const STATIC: [(&str, &str); 61] = [
+    (":authority", ""),
+    (":method", "GET"),
+    (":method", "POST"),
+    (":path", "/"),
+    (":path", "/index.html"),
+    (":scheme", "http"),
+    (":scheme", "https"),
+    (":status", "200"),
+    (":status", "204"),
+    (":status", "206"),
+    (":status", "304"),
+    (":status", "400"),
+    (":status", "404"),
+    (":status", "500"),
+    ("accept-charset", ""),
+    ("accept-encoding", "gzip, deflate"),
+    ("accept-language", ""),
+    ("accept-ranges", ""),
+    ("accept", ""),
+    ("access-control-allow-origin", ""),
+    ("age", ""),
+    ("allow", ""),
+    ("authorization", ""),
+    ("cache-control", ""),
+    ("content-disposition", ""),
+    ("content-encoding", ""),
+    ("content-language", ""),
+    ("content-length", ""),
+    ("content-location", ""),
+    ("content-range", ""),
+    ("content-type", ""),
+    ("cookie", ""),
+    ("date", ""),
+    ("etag", ""),
+    ("expect", ""),
+    ("expires", ""),
+    ("from", ""),
+    ("host", ""),
+    ("if-match", ""),
+    ("if-modified-since", ""),
+    ("if-none-match", ""),
+    ("if-range", ""),
+    ("if-unmodified-since", ""),
+    ("last-modified", ""),
+    ("link", ""),
+    ("location", ""),
+    ("max-forwards", ""),
+    ("proxy-authenticate", ""),
+    ("proxy-authorization", ""),
+    ("range", ""),
+    ("referer", ""),
+    ("refresh", ""),
+    ("retry-after", ""),
+    ("server", ""),
+    ("set-cookie", ""),
+    ("strict-transport-security", ""),
+    ("transfer-encoding", ""),
+    ("user-agent", ""),
+    ("vary", ""),
+    ("via", ""),
+    ("www-authenticate", ""),
+];
+
+/// Static indices of the request pseudo-headers imageshim sends.
+const METHOD_POST: u8 = 3;
+const PATH: u8 = 4;
+const SCHEME_HTTP: u8 = 6;
+const AUTHORITY: u8 = 1;
+
+/// Encodes a request head: `POST`, `http`, `authority`, `path`, then `fields` in order.
+/// Connection-specific fields never reach here (h2 refused them from the caller).
+pub(super) fn encode_request(path: &[u8], authority: &[u8], fields: &HeaderMap, out: &mut BytesMut) {
+    out.put_u8(0x80 | METHOD_POST);
+    out.put_u8(0x80 | SCHEME_HTTP);
+    literal_with_name_index(AUTHORITY, authority, out);
+    literal_with_name_index(PATH, path, out);
+    encode_fields(fields, out);
+}
+
+/// Encodes `fields` as raw literals (never indexed when marked sensitive).
+pub(super) fn encode_fields(fields: &HeaderMap, out: &mut BytesMut) {
+    for (name, value) in fields {
+        // 0001xxxx never indexed, 0000xxxx without indexing; name index 0: literal name.
+        out.put_u8(if value.is_sensitive() { 0x10 } else { 0x00 });
+        string(name.as_str().as_bytes(), out);
+        string(value.as_bytes(), out);
+    }
+}
+
+fn literal_with_name_index(index: u8, value: &[u8], out: &mut BytesMut) {
+    out.put_u8(index); // 0000xxxx: without indexing, name from the static table
+    string(value, out);
+}
+
+fn string(value: &[u8], out: &mut BytesMut) {
+    integer(value.len(), 7, 0, out);
+    out.put_slice(value);
+}
+
+fn integer(value: usize, prefix_bits: u8, flags: u8, out: &mut BytesMut) {
+    let max = (1usize << prefix_bits) - 1;
+    if value < max {
+        out.put_u8(flags | value as u8);
+        return;
+    }
+    out.put_u8(flags | max as u8);
+    let mut rest = value - max;
+    while rest >= 128 {
+        out.put_u8((rest % 128) as u8 | 0x80);
+        rest /= 128;
+    }
+    out.put_u8(rest as u8);
+}
+
+/// The backend's header compression state: its dynamic table.
+#[derive(Debug, Default)]
+pub(super) struct Decoder {
+    table: VecDeque<(Vec<u8>, Vec<u8>)>,
+    size: usize,
+    max_size: Option<usize>,
+}
+
+/// A field's representation, from its first byte.
+enum Representation {
+    Indexed,
+    Literal { name_prefix: u8, index: bool },
+    SizeUpdate,
+}
+
+fn representation(first: u8) -> Representation {
+    match first {
+        0x80..=0xff => Representation::Indexed,
+        0x40..=0x7f => Representation::Literal {
+            name_prefix: 6,
+            index: true,
+        },
+        0x20..=0x3f => Representation::SizeUpdate,
+        _ => Representation::Literal {
+            name_prefix: 4,
+            index: false,
+        },
+    }
+}
+
+impl Decoder {
+    /// Decodes one whole header block, handing every field to `field` in order.
+    pub(super) fn decode(
+        &mut self,
+        mut block: &[u8],
+        mut field: impl FnMut(&[u8], &[u8]),
+    ) -> Result<(), HpackError> {
+        let mut name = Vec::new();
+        let mut value = Vec::new();
+        while let Some(&first) = block.first() {
+            match representation(first) {
+                Representation::Indexed => {
+                    let index = read_integer(&mut block, 7)?;
+                    let (name, value) = self.entry(index)?;
+                    field(name, value);
+                }
+                Representation::SizeUpdate => {
+                    let size = read_integer(&mut block, 5)?;
+                    if size > TABLE_SIZE {
+                        return Err(HpackError::TableTooLarge(size));
+                    }
+                    self.max_size = Some(size);
+                    self.evict_to(size);
+                }
+                Representation::Literal { name_prefix, index } => {
+                    let name_index = read_integer(&mut block, name_prefix)?;
+                    name.clear();
+                    value.clear();
+                    match name_index {
+                        0 => read_string(&mut block, &mut name)?,
+                        at => name.extend_from_slice(self.entry(at)?.0),
+                    }
+                    read_string(&mut block, &mut value)?;
+                    field(&name, &value);
+                    if index {
+                        self.insert(std::mem::take(&mut name), std::mem::take(&mut value));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn entry(&self, index: usize) -> Result<(&[u8], &[u8]), HpackError> {
+        if (1..=STATIC.len()).contains(&index) {
+            let (name, value) = STATIC[index - 1];
+            return Ok((name.as_bytes(), value.as_bytes()));
+        }
+        self.table
+            .get(index.wrapping_sub(STATIC.len() + 1))
+            .map(|(name, value)| (name.as_slice(), value.as_slice()))
+            .ok_or(HpackError::BadIndex(index))
+    }
+
+    fn insert(&mut self, name: Vec<u8>, value: Vec<u8>) {
+        let size = entry_size(&name, &value);
+        let max = self.max_size.unwrap_or(TABLE_SIZE);
+        self.evict_to(max.saturating_sub(size));
+        if size <= max {
+            self.size += size;
+            self.table.push_front((name, value));
+        }
+    }
+
+    fn evict_to(&mut self, size: usize) {
+        while self.size > size {
+            let Some((name, value)) = self.table.pop_back() else {
+                break;
+            };
+            self.size -= entry_size(&name, &value);
+        }
+    }
+}
+
+fn entry_size(name: &[u8], value: &[u8]) -> usize {
+    name.len() + value.len() + 32
+}
+
+fn read_integer(block: &mut &[u8], prefix_bits: u8) -> Result<usize, HpackError> {
+    let (&first, mut rest) = block.split_first().ok_or(HpackError::Truncated)?;
+    let max = (1usize << prefix_bits) - 1;
+    let mut value = usize::from(first) & max;
+    if value == max {
+        let mut shift = 0u32;
+        loop {
+            let (&byte, after) = rest.split_first().ok_or(HpackError::Truncated)?;
+            rest = after;
+            let part = usize::from(byte & 0x7f)
+                .checked_shl(shift)
+                .filter(|_| shift <= 28)
+                .ok_or(HpackError::Overflow)?;
+            value = value.checked_add(part).ok_or(HpackError::Overflow)?;
+            shift += 7;
+            if byte & 0x80 == 0 {
+                break;
+            }
+        }
+    }
+    *block = rest;
+    Ok(value)
+}
+
+fn read_string(block: &mut &[u8], out: &mut Vec<u8>) -> Result<(), HpackError> {
+    let huffman = block.first().is_some_and(|first| first & 0x80 != 0);
+    let length = read_integer(block, 7)?;
+    if block.len() < length {
+        return Err(HpackError::Truncated);
+    }
+    let (raw, rest) = block.split_at(length);
+    *block = rest;
+    if huffman {
+        huffman::decode(raw, out)?;
+    } else {
+        out.extend_from_slice(raw);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "hpack_tests.rs"]
+mod tests;

@@ -1,0 +1,355 @@
+//! One call on the backend connection, from the caller's side: starting it (head and
+//! the body frames already received, queued at once; a pump task for a body still
+//! arriving), awaiting the answer's head, reading its body. Dropping the answer before
+//! the stream finished cancels it (RST_STREAM). Must not block or do I/O.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, Request, Response, Version};
+use http_body::{Body as HttpBody, Frame};
+
+use super::frame::{self, Head};
+use super::state::{Error, State, Stream};
+use super::{hpack, Connection, Shared};
+use crate::h2_body::SendableBody;
+
+/// Why a call did not start.
+pub enum SendError<B> {
+    /// The backend's limit of concurrent streams is reached: the request, to try again.
+    AtLimit(Request<B>),
+    Failed(Error),
+}
+
+/// The `:authority` of every call: the origin grpc-go clients send and the runtimes
+/// expect (the caller's own never reaches the backend).
+const AUTHORITY: &[u8] = b"localhost";
+
+impl Connection {
+    /// Starts `request`: queues its head and the body frames already received.
+    pub fn send<B: SendableBody>(
+        &self,
+        request: Request<B>,
+    ) -> Result<ResponseFuture, SendError<B>> {
+        let id = {
+            let mut state = self.shared.state.lock();
+            if let Some(failure) = &state.failure {
+                return Err(SendError::Failed(failure.clone()));
+            }
+            if state.going_away || state.next_id > MAX_STREAM_ID {
+                return Err(SendError::Failed(Error::Closed));
+            }
+            if state.streams.len() >= state.peer_max_streams {
+                return Err(SendError::AtLimit(request));
+            }
+            let id = state.next_id;
+            state.next_id += 2;
+            let end = request.body().is_end_stream();
+            queue_head(&mut state, id, &request, end);
+            let mut stream = Stream::new(state.peer_initial_window);
+            stream.send_ended = end;
+            stream.pump_alive = !end;
+            state.streams.insert(id, stream);
+            state.wake_driver();
+            id
+        };
+        let (_, body) = request.into_parts();
+        let answer = StreamRef {
+            shared: self.shared.clone(),
+            id,
+        };
+        if !body.is_end_stream() {
+            send_body(body, answer.shared.clone(), id);
+        }
+        Ok(ResponseFuture { stream: answer })
+    }
+
+    /// `send`, waiting for a stream slot while the backend's limit is reached.
+    pub async fn send_when_below_limit<B: SendableBody>(
+        self: Arc<Self>,
+        mut request: Request<B>,
+    ) -> Result<ResponseFuture, Error> {
+        loop {
+            // Registered before the attempt, so a slot freed meanwhile is not missed.
+            let freed = self.shared.slot_freed.notified();
+            match self.send(request) {
+                Ok(answer) => return Ok(answer),
+                Err(SendError::Failed(err)) => return Err(err),
+                Err(SendError::AtLimit(again)) => {
+                    request = again;
+                    freed.await;
+                }
+            }
+        }
+    }
+}
+
+const MAX_STREAM_ID: u32 = (1 << 31) - 1;
+
+/// HEADERS (and CONTINUATION when the block is larger than a frame) for `request`.
+fn queue_head<B>(state: &mut State, id: u32, request: &Request<B>, end: bool) {
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |path| path.as_str());
+    let start = state.out.len();
+    state.out.extend_from_slice(&[0; frame::HEAD_LEN]);
+    hpack::encode_request(path.as_bytes(), AUTHORITY, request.headers(), &mut state.out);
+    let end_flag = if end { frame::END_STREAM } else { 0 };
+    let length = state.out.len() - start - frame::HEAD_LEN;
+    if length <= state.peer_max_frame {
+        let head = Head {
+            length,
+            kind: frame::HEADERS,
+            flags: frame::END_HEADERS | end_flag,
+            stream: id,
+        };
+        let mut head_bytes = BytesMut::with_capacity(frame::HEAD_LEN);
+        head.write(&mut head_bytes);
+        state.out[start..start + frame::HEAD_LEN].copy_from_slice(&head_bytes);
+        return;
+    }
+    let block = state.out.split_off(start + frame::HEAD_LEN).freeze();
+    state.out.truncate(start);
+    let mut chunks = block.chunks(state.peer_max_frame).peekable();
+    let mut kind = frame::HEADERS;
+    let mut flags = end_flag;
+    while let Some(chunk) = chunks.next() {
+        if chunks.peek().is_none() {
+            flags |= frame::END_HEADERS;
+        }
+        frame::write(kind, flags, id, chunk, &mut state.out);
+        (kind, flags) = (frame::CONTINUATION, 0);
+    }
+}
+
+/// A handle on one stream; the reader's side cancels the stream when dropped early.
+struct StreamRef {
+    shared: Arc<Shared>,
+    id: u32,
+}
+
+impl Drop for StreamRef {
+    fn drop(&mut self) {
+        let freed = self.shared.state.lock().reader_gone(self.id);
+        if freed {
+            self.shared.slot_freed.notify_waiters();
+        }
+    }
+}
+
+/// The answer's head, awaited.
+pub struct ResponseFuture {
+    stream: StreamRef,
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<Response<AnswerStream>, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let mut state = this.stream.shared.state.lock();
+        let stream = state
+            .streams
+            .get_mut(&this.stream.id)
+            .expect("a stream lives while its reader does");
+        if let Some(head) = stream.head.take() {
+            stream.head_taken = true;
+            drop(state);
+            let body = AnswerStream {
+                stream: StreamRef {
+                    shared: this.stream.shared.clone(),
+                    id: this.stream.id,
+                },
+                trailers_taken: false,
+            };
+            let mut response = Response::new(body);
+            *response.status_mut() = head.status;
+            *response.headers_mut() = head.fields;
+            *response.version_mut() = Version::HTTP_2;
+            // The body holds the stream now; this future lets go without a reset.
+            this.stream.id = 0;
+            return Poll::Ready(Ok(response));
+        }
+        if let Some(error) = &stream.error {
+            return Poll::Ready(Err(error.clone()));
+        }
+        set_waker(&mut stream.reader, cx.waker());
+        Poll::Pending
+    }
+}
+
+fn set_waker(slot: &mut Option<Waker>, waker: &Waker) {
+    match slot {
+        Some(current) if current.will_wake(waker) => {}
+        _ => *slot = Some(waker.clone()),
+    }
+}
+
+/// The answer's body: data as it arrives (window given back as it is read), then the
+/// trailers.
+pub struct AnswerStream {
+    stream: StreamRef,
+    trailers_taken: bool,
+}
+
+impl HttpBody for AnswerStream {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        let this = self.get_mut();
+        let id = this.stream.id;
+        let mut state = this.stream.shared.state.lock();
+        let state = &mut *state;
+        let Some(stream) = state.streams.get_mut(&id) else {
+            return Poll::Ready(None);
+        };
+        if let Some(data) = stream.data.pop_front() {
+            let length = data.len();
+            state.release(id, length);
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+        if stream.recv_ended {
+            if this.trailers_taken {
+                return Poll::Ready(None);
+            }
+            this.trailers_taken = true;
+            return Poll::Ready(stream.trailers.take().map(|t| Ok(Frame::trailers(t))));
+        }
+        if let Some(error) = &stream.error {
+            return Poll::Ready(Some(Err(error.clone())));
+        }
+        set_waker(&mut stream.reader, cx.waker());
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        let state = self.stream.shared.state.lock();
+        state.streams.get(&self.stream.id).is_none_or(|stream| {
+            stream.recv_ended && stream.data.is_empty() && (self.trailers_taken || stream.trailers.is_none())
+        })
+    }
+}
+
+/// Queues the body frames already received; a task sends the rest as it arrives.
+fn send_body<B: SendableBody>(body: B, shared: Arc<Shared>, id: u32) {
+    let mut pump = Pump {
+        body,
+        shared,
+        id,
+        pending: None,
+    };
+    let mut cx = Context::from_waker(Waker::noop());
+    if pump.poll_send(&mut cx).is_pending() {
+        tokio::spawn(std::future::poll_fn(move |cx| pump.poll_send(cx)));
+    }
+}
+
+/// A request body on its way: what the windows did not take yet, then the next frame.
+struct Pump<B> {
+    body: B,
+    shared: Arc<Shared>,
+    id: u32,
+    pending: Option<(Bytes, bool)>,
+}
+
+impl<B: SendableBody> Pump<B> {
+    fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            if let Some((mut data, end)) = self.pending.take() {
+                let mut state = self.shared.state.lock();
+                let Some(stream) = state.streams.get(&self.id) else {
+                    return Poll::Ready(());
+                };
+                if stream.error.is_some() || stream.send_ended {
+                    return Poll::Ready(());
+                }
+                state.send_data(self.id, &mut data, end);
+                state.wake_driver();
+                let stream = state.streams.get_mut(&self.id).expect("checked above");
+                if !data.is_empty() || (end && !stream.send_ended) {
+                    set_waker(&mut stream.sender, cx.waker());
+                    self.pending = Some((data, end));
+                    return Poll::Pending;
+                }
+                if end {
+                    return Poll::Ready(());
+                }
+            }
+            let frame = match Pin::new(&mut self.body).poll_frame(cx) {
+                Poll::Ready(frame) => frame,
+                Poll::Pending => return self.wait_for_body(cx),
+            };
+            let end = self.body.is_end_stream();
+            match frame {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => self.pending = Some((data, end)),
+                    Err(frame) => return self.finish(frame.into_trailers().ok()),
+                },
+                None => self.pending = Some((Bytes::new(), true)),
+                Some(Err(_)) => return self.fail(),
+            }
+        }
+    }
+
+    /// The body has nothing yet: waits, unless the stream is already over.
+    fn wait_for_body(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = self.shared.state.lock();
+        match state.streams.get_mut(&self.id) {
+            Some(stream) if stream.error.is_none() && !stream.send_ended => {
+                set_waker(&mut stream.sender, cx.waker());
+                Poll::Pending
+            }
+            _ => Poll::Ready(()),
+        }
+    }
+
+    /// Trailers end the request (none: an empty END_STREAM).
+    fn finish(&mut self, trailers: Option<HeaderMap>) -> Poll<()> {
+        let mut state = self.shared.state.lock();
+        let state = &mut *state;
+        let Some(stream) = state.streams.get_mut(&self.id) else {
+            return Poll::Ready(());
+        };
+        if stream.error.is_none() && !stream.send_ended {
+            stream.send_ended = true;
+            let trailers = trailers.unwrap_or_default();
+            let mut block = BytesMut::new();
+            hpack::encode_fields(&trailers, &mut block);
+            let flags = frame::END_STREAM | frame::END_HEADERS;
+            frame::write(frame::HEADERS, flags, self.id, &block, &mut state.out);
+            state.wake_driver();
+        }
+        Poll::Ready(())
+    }
+
+    /// The caller's body failed: the backend's stream is cancelled.
+    fn fail(&mut self) -> Poll<()> {
+        let mut state = self.shared.state.lock();
+        let state = &mut *state;
+        if let Some(stream) = state.streams.get_mut(&self.id) {
+            if stream.error.is_none() {
+                stream.fail(Error::RequestBody);
+                frame::write_rst(self.id, frame::CANCEL, &mut state.out);
+                state.wake_driver();
+            }
+        }
+        Poll::Ready(())
+    }
+}
+
+impl<B> Drop for Pump<B> {
+    fn drop(&mut self) {
+        let freed = self.shared.state.lock().pump_gone(self.id);
+        if freed {
+            self.shared.slot_freed.notify_waiters();
+        }
+    }
+}
