@@ -66,22 +66,24 @@ impl Http2Connection {
     /// head (the body streams). Only a reconnect or the backend's stream limit makes
     /// the start itself wait.
     pub fn send<B: SendableBody>(self: &Arc<Self>, request: Request<B>) -> Sending {
-        match self.live() {
+        let request = match self.live() {
             Some(connection) => match connection.send(request) {
-                Ok(answer) => Sending::Answer(answer),
-                Err(SendError::Failed(err)) => Sending::Failed(Some(err.into())),
-                Err(SendError::AtLimit(request)) => Sending::Waiting(Box::pin(async move {
-                    Ok(connection.send_when_below_limit(request).await?.await?)
-                })),
+                Ok(answer) => return Sending::Answer(answer),
+                Err(SendError::AtLimit(request)) => {
+                    return Sending::Waiting(Box::pin(async move {
+                        Ok(connection.send_when_below_limit(*request).await?.await?)
+                    }))
+                }
+                // Ended or going away since it was looked at: the call goes on a new one.
+                Err(SendError::Closed(request)) => *request,
             },
-            None => {
-                let this = self.clone();
-                Sending::Waiting(Box::pin(async move {
-                    let connection = this.reconnect().await?;
-                    Ok(connection.send_when_below_limit(request).await?.await?)
-                }))
-            }
-        }
+            None => request,
+        };
+        let this = self.clone();
+        Sending::Waiting(Box::pin(async move {
+            let connection = this.reconnect().await?;
+            Ok(connection.send_when_below_limit(request).await?.await?)
+        }))
     }
 
     fn live(&self) -> Option<Arc<h2c::Connection>> {

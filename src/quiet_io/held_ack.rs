@@ -231,7 +231,11 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
         let mut drained = vec![0u8; queued];
         std::io::Read::read_exact(&mut theirs, &mut drained).unwrap();
-        assert_eq!(held.write_ahead_of(&ours, &[IoSlice::new(b"more")]).unwrap(), 4);
+        assert_eq!(
+            held.write_ahead_of(&ours, &[IoSlice::new(b"more")])
+                .unwrap(),
+            4
+        );
         drop(ours);
         let mut got = Vec::new();
         std::io::Read::read_to_end(&mut theirs, &mut got).unwrap();

@@ -15,8 +15,8 @@ use tonic::body::Body;
 
 use super::answer::Answer;
 use super::status::CallError;
-use crate::backend::Backend;
 use crate::backend::h2c::AnswerStream;
+use crate::backend::Backend;
 use crate::h2_body::SendableBody;
 
 /// Sends `request` to `backend` and returns its response, streaming. The request is

@@ -11,8 +11,8 @@ use super::forward::{forward, forward_streamed, CollectedResponse};
 use super::pinned::{is_pinned, Pin};
 use super::status::CallError;
 use super::ServerState;
-use crate::cri::{self, paths, wire, ImageSpec};
 use crate::backend::h2c::AnswerStream;
+use crate::cri::{self, paths, wire, ImageSpec};
 use crate::h2_body::AnswerBody;
 use crate::reference::Reference;
 

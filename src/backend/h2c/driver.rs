@@ -18,7 +18,12 @@ use super::state::Error;
 use super::Shared;
 use crate::quiet_io::QuietUnixStream;
 
-/// How much room a read gets at least.
+/// The input buffer's size: large against a frame, so the copy of a partial frame to a
+/// fresh buffer (when the frames before it are still being handed on) is rare.
+const READ_BUFFER: usize = 256 * 1024;
+/// Reads (and writes) in one poll before the driver lets other tasks run.
+const MAX_ROUNDS_PER_POLL: usize = 32;
+/// A read gets at least this much room.
 const READ_ROOM: usize = 32 * 1024;
 
 /// Drives the connection until it ends; every open stream has then failed.
@@ -27,7 +32,7 @@ pub(super) async fn drive(shared: Arc<Shared>, io: QuietUnixStream) -> Result<()
     let mut driver = Driver {
         shared,
         io,
-        input: BytesMut::with_capacity(READ_ROOM),
+        input: BytesMut::new(),
         output: Bytes::new(),
         receiver: Receiver::default(),
     };
@@ -49,7 +54,7 @@ struct Driver {
 
 impl Driver {
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        loop {
+        for _ in 0..MAX_ROUNDS_PER_POLL {
             let read = self.poll_read_frames(cx)?;
             let written = self.poll_flush(cx)?;
             if read.is_ready() {
@@ -67,14 +72,15 @@ impl Driver {
             state.driver = Some(cx.waker().clone());
             return Poll::Pending;
         }
+        // Still busy: let the callers run (and read what arrived) before going on.
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 
     /// Reads what has arrived and hands every whole frame on. Ready when something was
     /// read (more may follow), pending when the socket is drained.
     fn poll_read_frames(&mut self, cx: &mut Context<'_>) -> Result<Poll<()>, Error> {
-        if self.input.capacity() - self.input.len() < READ_ROOM / 2 {
-            self.input.reserve(READ_ROOM);
-        }
+        self.make_room(READ_ROOM);
         let spare = self.input.spare_capacity_mut();
         let mut buf = ReadBuf::uninit(spare);
         match Pin::new(&mut self.io).poll_read(cx, &mut buf) {
@@ -106,11 +112,23 @@ impl Driver {
         }
         let whole = frame::HEAD_LEN + head.length;
         if self.input.len() < whole {
-            self.input.reserve(whole - self.input.len());
+            self.make_room(whole - self.input.len());
             return Ok(None);
         }
         let mut bytes = self.input.split_to(whole).freeze();
         Ok(Some((head, bytes.split_off(frame::HEAD_LEN))))
+    }
+
+    /// At least `room` free bytes after the input. Short of it, the unparsed rest moves
+    /// to a fresh buffer (the old one lives on in the frames handed out); `reserve`
+    /// would copy all of it, or the frames already handed on, again.
+    fn make_room(&mut self, room: usize) {
+        if self.input.capacity() - self.input.len() >= room {
+            return;
+        }
+        let mut fresh = BytesMut::with_capacity(READ_BUFFER.max(self.input.len() + room));
+        fresh.extend_from_slice(&self.input);
+        self.input = fresh;
     }
 
     /// Writes everything queued. Ready once the queue is empty.

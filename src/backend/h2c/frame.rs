@@ -54,7 +54,9 @@ impl Head {
     /// Reads a head from the first 9 bytes of `bytes` (which has at least 9).
     pub(super) fn parse(bytes: &[u8]) -> Head {
         Head {
-            length: usize::from(bytes[0]) << 16 | usize::from(bytes[1]) << 8 | usize::from(bytes[2]),
+            length: usize::from(bytes[0]) << 16
+                | usize::from(bytes[1]) << 8
+                | usize::from(bytes[2]),
             kind: bytes[3],
             flags: bytes[4],
             stream: u32::from_be_bytes([bytes[5], bytes[6], bytes[7], bytes[8]]) & 0x7fff_ffff,
@@ -154,7 +156,11 @@ mod tests {
         assert_eq!(out.len(), HEAD_LEN);
         assert_eq!(Head::parse(&out), head);
         let reserved_bit_set = [0, 0, 0, 0, 0, 0x80, 0, 0, 1];
-        assert_eq!(Head::parse(&reserved_bit_set).stream, 1, "the R bit is ignored");
+        assert_eq!(
+            Head::parse(&reserved_bit_set).stream,
+            1,
+            "the R bit is ignored"
+        );
     }
 
     #[test]
@@ -170,7 +176,10 @@ mod tests {
         assert_eq!(unpadded(&head(DATA, PADDED), &[9u8, 1]), None);
         assert_eq!(unpadded(&head(DATA, PADDED), &[]), None);
         let prioritised = [0u8, 0, 0, 1, 16, 0x88];
-        assert_eq!(unpadded(&head(HEADERS, PRIORITY_FLAG), &prioritised), Some(5..6));
+        assert_eq!(
+            unpadded(&head(HEADERS, PRIORITY_FLAG), &prioritised),
+            Some(5..6)
+        );
         assert_eq!(unpadded(&head(HEADERS, PRIORITY_FLAG), &[0u8; 3]), None);
     }
 }

@@ -102,7 +102,12 @@ const AUTHORITY: u8 = 1;
 
 /// Encodes a request head: `POST`, `http`, `authority`, `path`, then `fields` in order.
 /// Connection-specific fields never reach here (h2 refused them from the caller).
-pub(super) fn encode_request(path: &[u8], authority: &[u8], fields: &HeaderMap, out: &mut BytesMut) {
+pub(super) fn encode_request(
+    path: &[u8],
+    authority: &[u8],
+    fields: &HeaderMap,
+    out: &mut BytesMut,
+) {
     out.put_u8(0x80 | METHOD_POST);
     out.put_u8(0x80 | SCHEME_HTTP);
     literal_with_name_index(AUTHORITY, authority, out);

@@ -71,12 +71,12 @@ fn entries_are_evicted_to_fit_the_table() {
 #[test]
 fn broken_blocks_are_errors_not_panics() {
     let mut decoder = Decoder::default();
-    assert_eq!(
-        fields(&mut decoder, &[0xbe]),
-        Err(HpackError::BadIndex(62))
-    );
+    assert_eq!(fields(&mut decoder, &[0xbe]), Err(HpackError::BadIndex(62)));
     assert_eq!(fields(&mut decoder, &[0x80]), Err(HpackError::BadIndex(0)));
-    assert_eq!(fields(&mut decoder, &[0x00, 0x05, b'a']), Err(HpackError::Truncated));
+    assert_eq!(
+        fields(&mut decoder, &[0x00, 0x05, b'a']),
+        Err(HpackError::Truncated)
+    );
     assert_eq!(
         fields(&mut decoder, &[0x3f, 0xe2, 0x1f]),
         Err(HpackError::TableTooLarge(4097)),
@@ -112,6 +112,8 @@ fn an_encoded_request_decodes_to_what_was_given() {
         ("x-many", "2"),
     ];
     assert_eq!(decoded, pairs(&expected));
-    let never_indexed = out.windows(14).any(|w| w[0] == 0x10 && &w[2..] == b"authorizatio");
+    let never_indexed = out
+        .windows(14)
+        .any(|w| w[0] == 0x10 && &w[2..] == b"authorizatio");
     assert!(never_indexed, "a sensitive value is sent never-indexed");
 }

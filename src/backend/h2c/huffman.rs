@@ -7,23 +7,16 @@ use std::sync::OnceLock;
 
 /// Bit length of the code of every symbol, 0..=255 then EOS (256).
 const CODE_LENGTHS: [u8; 257] = [
-    13, 23, 28, 28, 28, 28, 28, 28, 28, 24, 30, 28, 28, 30, 28, 28,
-    28, 28, 28, 28, 28, 28, 30, 28, 28, 28, 28, 28, 28, 28, 28, 28,
-    6, 10, 10, 12, 13, 6, 8, 11, 10, 10, 8, 11, 8, 6, 6, 6,
-    5, 5, 5, 6, 6, 6, 6, 6, 6, 6, 7, 8, 15, 6, 12, 10,
-    13, 6, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
-    7, 7, 7, 7, 7, 7, 7, 7, 8, 7, 8, 13, 19, 13, 14, 6,
-    15, 5, 6, 5, 6, 5, 6, 6, 6, 5, 7, 7, 6, 6, 6, 5,
-    6, 7, 6, 5, 5, 6, 7, 7, 7, 7, 7, 15, 11, 14, 13, 28,
-    20, 22, 20, 20, 22, 22, 22, 23, 22, 23, 23, 23, 23, 23, 24, 23,
-    24, 24, 22, 23, 24, 23, 23, 23, 23, 21, 22, 23, 22, 23, 23, 24,
-    22, 21, 20, 22, 22, 23, 23, 21, 23, 22, 22, 24, 21, 22, 23, 23,
-    21, 21, 22, 21, 23, 22, 23, 23, 20, 22, 22, 22, 23, 22, 22, 23,
-    26, 26, 20, 19, 22, 23, 22, 25, 26, 26, 26, 27, 27, 26, 24, 25,
-    19, 21, 26, 27, 27, 26, 27, 24, 21, 21, 26, 26, 28, 27, 27, 27,
-    20, 24, 20, 21, 22, 21, 21, 23, 22, 22, 25, 25, 24, 24, 26, 23,
-    26, 27, 26, 26, 27, 27, 27, 27, 27, 28, 27, 27, 27, 27, 27, 26,
-    30,
+    13, 23, 28, 28, 28, 28, 28, 28, 28, 24, 30, 28, 28, 30, 28, 28, 28, 28, 28, 28, 28, 28, 30, 28,
+    28, 28, 28, 28, 28, 28, 28, 28, 6, 10, 10, 12, 13, 6, 8, 11, 10, 10, 8, 11, 8, 6, 6, 6, 5, 5,
+    5, 6, 6, 6, 6, 6, 6, 6, 7, 8, 15, 6, 12, 10, 13, 6, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
+    7, 7, 7, 7, 7, 7, 7, 7, 8, 7, 8, 13, 19, 13, 14, 6, 15, 5, 6, 5, 6, 5, 6, 6, 6, 5, 7, 7, 6, 6,
+    6, 5, 6, 7, 6, 5, 5, 6, 7, 7, 7, 7, 7, 15, 11, 14, 13, 28, 20, 22, 20, 20, 22, 22, 22, 23, 22,
+    23, 23, 23, 23, 23, 24, 23, 24, 24, 22, 23, 24, 23, 23, 23, 23, 21, 22, 23, 22, 23, 23, 24, 22,
+    21, 20, 22, 22, 23, 23, 21, 23, 22, 22, 24, 21, 22, 23, 23, 21, 21, 22, 21, 23, 22, 23, 23, 20,
+    22, 22, 22, 23, 22, 22, 23, 26, 26, 20, 19, 22, 23, 22, 25, 26, 26, 26, 27, 27, 26, 24, 25, 19,
+    21, 26, 27, 27, 26, 27, 24, 21, 21, 26, 26, 28, 27, 27, 27, 20, 24, 20, 21, 22, 21, 21, 23, 22,
+    22, 25, 25, 24, 24, 26, 23, 26, 27, 26, 26, 27, 27, 27, 27, 27, 28, 27, 27, 27, 27, 27, 26, 30,
 ];
 const EOS: u16 = 256;
 const MAX_LENGTH: usize = 30;
@@ -86,7 +79,8 @@ pub(super) fn decode(encoded: &[u8], out: &mut Vec<u8>) -> Result<(), HuffmanErr
             length += 1;
             let offset = code.wrapping_sub(table.first_code[length]);
             if offset < table.count[length] {
-                let symbol = table.symbols[usize::from(table.first_index[length]) + offset as usize];
+                let symbol =
+                    table.symbols[usize::from(table.first_index[length]) + offset as usize];
                 if symbol == EOS {
                     return Err(HuffmanError::EndOfStringInside);
                 }
@@ -120,7 +114,10 @@ mod tests {
     #[test]
     fn the_rfc_examples_decode() {
         // RFC 7541 C.4.1 and C.6.1.
-        assert_eq!(decoded("f1e3c2e5f23a6ba0ab90f4ff").unwrap(), b"www.example.com");
+        assert_eq!(
+            decoded("f1e3c2e5f23a6ba0ab90f4ff").unwrap(),
+            b"www.example.com"
+        );
         assert_eq!(decoded("a8eb10649cbf").unwrap(), b"no-cache");
         assert_eq!(decoded("6402").unwrap(), b"302");
         assert_eq!(decoded("aec3771a4b").unwrap(), b"private");
@@ -134,7 +131,11 @@ mod tests {
     fn bad_padding_and_eos_are_errors() {
         assert_eq!(decoded("1f").unwrap(), b"a", "'a' and ones");
         assert_eq!(decoded("18"), Err(HuffmanError::BadPadding), "zero padding");
-        assert_eq!(decoded("1fff"), Err(HuffmanError::BadPadding), "8 bits of padding");
+        assert_eq!(
+            decoded("1fff"),
+            Err(HuffmanError::BadPadding),
+            "8 bits of padding"
+        );
         assert_eq!(decoded("ffffffff"), Err(HuffmanError::EndOfStringInside));
     }
 }

@@ -17,11 +17,14 @@ use super::state::{Error, State, Stream};
 use super::{hpack, Connection, Shared};
 use crate::h2_body::SendableBody;
 
-/// Why a call did not start.
+/// Why a call did not start; the request comes back, untouched.
+#[derive(Debug)]
 pub enum SendError<B> {
-    /// The backend's limit of concurrent streams is reached: the request, to try again.
-    AtLimit(Request<B>),
-    Failed(Error),
+    /// The backend's limit of concurrent streams is reached: try again when a slot
+    /// is freed.
+    AtLimit(Box<Request<B>>),
+    /// The connection has ended or is going away: try on a new one.
+    Closed(Box<Request<B>>),
 }
 
 /// The `:authority` of every call: the origin grpc-go clients send and the runtimes
@@ -36,14 +39,15 @@ impl Connection {
     ) -> Result<ResponseFuture, SendError<B>> {
         let id = {
             let mut state = self.shared.state.lock();
-            if let Some(failure) = &state.failure {
-                return Err(SendError::Failed(failure.clone()));
+            if state.next_id > MAX_STREAM_ID {
+                // Stream ids are used up: the next call takes a new connection.
+                state.going_away = true;
             }
-            if state.going_away || state.next_id > MAX_STREAM_ID {
-                return Err(SendError::Failed(Error::Closed));
+            if !state.open() {
+                return Err(SendError::Closed(Box::new(request)));
             }
             if state.streams.len() >= state.peer_max_streams {
-                return Err(SendError::AtLimit(request));
+                return Err(SendError::AtLimit(Box::new(request)));
             }
             let id = state.next_id;
             state.next_id += 2;
@@ -77,9 +81,12 @@ impl Connection {
             let freed = self.shared.slot_freed.notified();
             match self.send(request) {
                 Ok(answer) => return Ok(answer),
-                Err(SendError::Failed(err)) => return Err(err),
+                Err(SendError::Closed(_)) => {
+                    let state = self.shared.state.lock();
+                    return Err(state.failure.clone().unwrap_or(Error::Closed));
+                }
                 Err(SendError::AtLimit(again)) => {
-                    request = again;
+                    request = *again;
                     freed.await;
                 }
             }
@@ -97,7 +104,12 @@ fn queue_head<B>(state: &mut State, id: u32, request: &Request<B>, end: bool) {
         .map_or("/", |path| path.as_str());
     let start = state.out.len();
     state.out.extend_from_slice(&[0; frame::HEAD_LEN]);
-    hpack::encode_request(path.as_bytes(), AUTHORITY, request.headers(), &mut state.out);
+    hpack::encode_request(
+        path.as_bytes(),
+        AUTHORITY,
+        request.headers(),
+        &mut state.out,
+    );
     let end_flag = if end { frame::END_STREAM } else { 0 };
     let length = state.out.len() - start - frame::HEAD_LEN;
     if length <= state.peer_max_frame {
@@ -127,6 +139,7 @@ fn queue_head<B>(state: &mut State, id: u32, request: &Request<B>, end: bool) {
 }
 
 /// A handle on one stream; the reader's side cancels the stream when dropped early.
+#[derive(Debug)]
 struct StreamRef {
     shared: Arc<Shared>,
     id: u32,
@@ -142,6 +155,7 @@ impl Drop for StreamRef {
 }
 
 /// The answer's head, awaited.
+#[derive(Debug)]
 pub struct ResponseFuture {
     stream: StreamRef,
 }
@@ -191,6 +205,7 @@ fn set_waker(slot: &mut Option<Waker>, waker: &Waker) {
 
 /// The answer's body: data as it arrives (window given back as it is read), then the
 /// trailers.
+#[derive(Debug)]
 pub struct AnswerStream {
     stream: StreamRef,
     trailers_taken: bool,
@@ -233,7 +248,9 @@ impl HttpBody for AnswerStream {
     fn is_end_stream(&self) -> bool {
         let state = self.stream.shared.state.lock();
         state.streams.get(&self.stream.id).is_none_or(|stream| {
-            stream.recv_ended && stream.data.is_empty() && (self.trailers_taken || stream.trailers.is_none())
+            stream.recv_ended
+                && stream.data.is_empty()
+                && (self.trailers_taken || stream.trailers.is_none())
         })
     }
 }
