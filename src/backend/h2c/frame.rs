@@ -64,11 +64,13 @@ impl Head {
     }
 
     pub(super) fn write(&self, out: &mut BytesMut) {
-        let length = self.length as u32;
-        out.put_slice(&length.to_be_bytes()[1..]);
-        out.put_u8(self.kind);
-        out.put_u8(self.flags);
-        out.put_u32(self.stream);
+        out.put_slice(&self.bytes());
+    }
+
+    pub(super) fn bytes(&self) -> [u8; HEAD_LEN] {
+        let [_, l1, l2, l3] = (self.length as u32).to_be_bytes();
+        let [s0, s1, s2, s3] = self.stream.to_be_bytes();
+        [l1, l2, l3, self.kind, self.flags, s0, s1, s2, s3]
     }
 }
 

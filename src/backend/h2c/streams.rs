@@ -119,9 +119,7 @@ fn queue_head<B>(state: &mut State, id: u32, request: &Request<B>, end: bool) {
             flags: frame::END_HEADERS | end_flag,
             stream: id,
         };
-        let mut head_bytes = BytesMut::with_capacity(frame::HEAD_LEN);
-        head.write(&mut head_bytes);
-        state.out[start..start + frame::HEAD_LEN].copy_from_slice(&head_bytes);
+        state.out[start..start + frame::HEAD_LEN].copy_from_slice(&head.bytes());
         return;
     }
     let block = state.out.split_off(start + frame::HEAD_LEN).freeze();
