@@ -206,7 +206,9 @@ fn settings(state: &mut State, head: &Head, payload: &[u8]) -> Result {
                 state.peer_initial_window = value;
                 for stream in state.streams.values_mut() {
                     stream.send_window += change;
-                    stream.wake_both();
+                    if let Some(sender) = stream.sender.take() {
+                        sender.wake();
+                    }
                 }
             }
             frame::SETTINGS_MAX_FRAME_SIZE => {
