@@ -32,7 +32,14 @@ pub enum Error {
     Protocol(&'static str),
     #[error("the call's request body failed")]
     RequestBody,
+    #[error("the backend stopped reading: {0} bytes queued for it")]
+    NotReading(usize),
 }
+
+/// Bytes queued for a backend that does not read before the connection is given up:
+/// far above what a reading backend ever leaves queued (its windows, ≤ 16 MiB for
+/// grpc-go, bound the request data in flight). Small in unit tests.
+pub(super) const MAX_UNWRITTEN: usize = if cfg!(test) { 1 } else { 64 } * 1024 * 1024;
 
 /// A stream's answer head: status and fields.
 #[derive(Debug)]

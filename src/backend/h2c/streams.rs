@@ -13,7 +13,7 @@ use http::{HeaderMap, Request, Response, Version};
 use http_body::{Body as HttpBody, Frame};
 
 use super::frame::{self, Head};
-use super::state::{Error, State, Stream};
+use super::state::{Error, State, Stream, MAX_UNWRITTEN};
 use super::{hpack, Connection, Shared};
 use crate::h2_body::SendableBody;
 
@@ -42,6 +42,13 @@ impl Connection {
             if state.next_id > MAX_STREAM_ID {
                 // Stream ids are used up: the next call takes a new connection.
                 state.going_away = true;
+            }
+            if state.out.len() >= MAX_UNWRITTEN && state.failure.is_none() {
+                // The backend stopped reading: its calls fail now rather than at their
+                // deadlines, and the next call takes a new connection.
+                let queued = state.out.len();
+                state.fail_all(Error::NotReading(queued));
+                state.wake_driver();
             }
             if !state.open() {
                 return Err(SendError::Closed(Box::new(request)));

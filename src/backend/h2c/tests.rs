@@ -223,3 +223,30 @@ async fn garbage_from_the_peer_fails_every_call_without_a_panic() {
     assert!(matches!(result, Err(Error::Protocol(_))), "{result:?}");
     assert!(client.is_closed());
 }
+
+#[tokio::test]
+async fn a_backend_that_stops_reading_fails_its_calls_instead_of_queueing_forever() {
+    let (client, _server_io) = pair();
+    let first = client.send(request("/svc/Big", vec![1u8; 60_000])).ok().unwrap();
+    // Heads pile up in the queue while nobody reads the socket.
+    let big_value = "v".repeat(8 * 1024);
+    let mut refused = None;
+    let mut waiting = Vec::new();
+    for _ in 0..2_000 {
+        let mut call = request("/svc/Many", "");
+        call.headers_mut()
+            .insert("x-padding", big_value.parse().unwrap());
+        match client.send(call) {
+            Ok(answer) => waiting.push(answer),
+            Err(err) => {
+                refused = Some(err);
+                break;
+            }
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(matches!(refused, Some(SendError::Closed(_))));
+    let result = tokio::time::timeout(PATIENCE, first).await.unwrap();
+    assert!(matches!(result, Err(Error::NotReading(_))), "{result:?}");
+    assert!(client.is_closed());
+}
