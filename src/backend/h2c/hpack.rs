@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 
 use bytes::{BufMut, BytesMut};
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::huffman::{self, HuffmanError};
 
@@ -153,9 +153,37 @@ fn integer(value: usize, prefix_bits: u8, flags: u8, out: &mut BytesMut) {
 /// The backend's header compression state: its dynamic table.
 #[derive(Debug, Default)]
 pub(super) struct Decoder {
-    table: VecDeque<(Vec<u8>, Vec<u8>)>,
+    table: VecDeque<Entry>,
     size: usize,
     max_size: Option<usize>,
+}
+
+/// A dynamic table entry, with its field already parsed (once, when it was inserted) so
+/// that each later use is a clone: a backend indexes the fields it repeats.
+#[derive(Debug)]
+struct Entry {
+    name: Vec<u8>,
+    value: Vec<u8>,
+    parsed: Option<(HeaderName, HeaderValue)>,
+}
+
+/// One decoded field: its bytes, and its parsed form when a table entry holds one.
+#[derive(Clone, Copy)]
+pub(super) struct Field<'a> {
+    pub(super) name: &'a [u8],
+    pub(super) value: &'a [u8],
+    pub(super) parsed: Option<&'a (HeaderName, HeaderValue)>,
+}
+
+/// A field that is a valid regular header (not a pseudo-header), parsed.
+fn parse_field(name: &[u8], value: &[u8]) -> Option<(HeaderName, HeaderValue)> {
+    if name.first() == Some(&b':') {
+        return None;
+    }
+    Some((
+        HeaderName::from_bytes(name).ok()?,
+        HeaderValue::from_bytes(value).ok()?,
+    ))
 }
 
 /// A field's representation, from its first byte.
@@ -185,7 +213,7 @@ impl Decoder {
     pub(super) fn decode(
         &mut self,
         mut block: &[u8],
-        mut field: impl FnMut(&[u8], &[u8]),
+        mut field: impl FnMut(Field<'_>),
     ) -> Result<(), HpackError> {
         let mut name = Vec::new();
         let mut value = Vec::new();
@@ -193,8 +221,7 @@ impl Decoder {
             match representation(first) {
                 Representation::Indexed => {
                     let index = read_integer(&mut block, 7)?;
-                    let (name, value) = self.entry(index)?;
-                    field(name, value);
+                    field(self.entry(index)?);
                 }
                 Representation::SizeUpdate => {
                     let size = read_integer(&mut block, 5)?;
@@ -210,12 +237,21 @@ impl Decoder {
                     value.clear();
                     match name_index {
                         0 => read_string(&mut block, &mut name)?,
-                        at => name.extend_from_slice(self.entry(at)?.0),
+                        at => name.extend_from_slice(self.entry(at)?.name),
                     }
                     read_string(&mut block, &mut value)?;
-                    field(&name, &value);
+                    let parsed = index.then(|| parse_field(&name, &value)).flatten();
+                    field(Field {
+                        name: &name,
+                        value: &value,
+                        parsed: parsed.as_ref(),
+                    });
                     if index {
-                        self.insert(std::mem::take(&mut name), std::mem::take(&mut value));
+                        self.insert(Entry {
+                            name: std::mem::take(&mut name),
+                            value: std::mem::take(&mut value),
+                            parsed,
+                        });
                     }
                 }
             }
@@ -223,33 +259,41 @@ impl Decoder {
         Ok(())
     }
 
-    fn entry(&self, index: usize) -> Result<(&[u8], &[u8]), HpackError> {
+    fn entry(&self, index: usize) -> Result<Field<'_>, HpackError> {
         if (1..=STATIC.len()).contains(&index) {
             let (name, value) = STATIC[index - 1];
-            return Ok((name.as_bytes(), value.as_bytes()));
+            return Ok(Field {
+                name: name.as_bytes(),
+                value: value.as_bytes(),
+                parsed: None,
+            });
         }
         self.table
             .get(index.wrapping_sub(STATIC.len() + 1))
-            .map(|(name, value)| (name.as_slice(), value.as_slice()))
+            .map(|entry| Field {
+                name: &entry.name,
+                value: &entry.value,
+                parsed: entry.parsed.as_ref(),
+            })
             .ok_or(HpackError::BadIndex(index))
     }
 
-    fn insert(&mut self, name: Vec<u8>, value: Vec<u8>) {
-        let size = entry_size(&name, &value);
+    fn insert(&mut self, entry: Entry) {
+        let size = entry_size(&entry.name, &entry.value);
         let max = self.max_size.unwrap_or(TABLE_SIZE);
         self.evict_to(max.saturating_sub(size));
         if size <= max {
             self.size += size;
-            self.table.push_front((name, value));
+            self.table.push_front(entry);
         }
     }
 
     fn evict_to(&mut self, size: usize) {
         while self.size > size {
-            let Some((name, value)) = self.table.pop_back() else {
+            let Some(entry) = self.table.pop_back() else {
                 break;
             };
-            self.size -= entry_size(&name, &value);
+            self.size -= entry_size(&entry.name, &entry.value);
         }
     }
 }

@@ -10,10 +10,14 @@ fn bytes(hex: &str) -> Vec<u8> {
 
 fn fields(decoder: &mut Decoder, block: &[u8]) -> Result<Vec<(String, String)>, HpackError> {
     let mut out = Vec::new();
-    decoder.decode(block, |name, value| {
+    decoder.decode(block, |field| {
+        if let Some((name, value)) = field.parsed {
+            assert_eq!(name.as_str().as_bytes(), field.name, "parsed as it was sent");
+            assert_eq!(value.as_bytes(), field.value);
+        }
         out.push((
-            String::from_utf8(name.to_vec()).unwrap(),
-            String::from_utf8(value.to_vec()).unwrap(),
+            String::from_utf8(field.name.to_vec()).unwrap(),
+            String::from_utf8(field.value.to_vec()).unwrap(),
         ))
     })?;
     Ok(out)

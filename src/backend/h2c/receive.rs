@@ -7,7 +7,7 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use super::frame::{self, Head};
-use super::hpack::Decoder;
+use super::hpack::{Decoder, Field};
 use super::state::{AnswerHead, Error, State};
 
 /// The backend's header compression state and a header block still arriving.
@@ -73,7 +73,7 @@ impl Receiver {
     fn block(&mut self, state: &mut State, id: u32, flags: u8, block: &[u8]) -> Result {
         let mut decoded = DecodedFields::default();
         self.decoder
-            .decode(block, |name, value| decoded.add(name, value))
+            .decode(block, |field| decoded.add(field))
             .map_err(|_| Error::Protocol("a header block does not decode"))?;
         let Some(stream) = state.streams.get_mut(&id) else {
             return Ok(()); // a stream imageshim has forgotten: decoded for the table only
@@ -117,7 +117,12 @@ struct DecodedFields {
 }
 
 impl DecodedFields {
-    fn add(&mut self, name: &[u8], value: &[u8]) {
+    fn add(&mut self, field: Field<'_>) {
+        if let Some((name, value)) = field.parsed {
+            self.fields.append(name.clone(), value.clone());
+            return;
+        }
+        let (name, value) = (field.name, field.value);
         if name == b":status" {
             self.status = StatusCode::from_bytes(value).ok();
             if self.status.is_none() {
@@ -126,8 +131,7 @@ impl DecodedFields {
             return;
         }
         if name.first() == Some(&b':') {
-            self.problem
-                .get_or_insert("a request pseudo-header in an answer");
+            self.problem.get_or_insert("a request pseudo-header in an answer");
             return;
         }
         match (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
