@@ -143,9 +143,12 @@ impl CollectedResponse {
     }
 }
 
+/// The deadline's header, named once (a `&str` key is parsed on every look-up).
+pub static GRPC_TIMEOUT: http::HeaderName = http::HeaderName::from_static("grpc-timeout");
+
 /// Parses a `grpc-timeout` header ("100m", "5S", …).
 pub fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
-    let text = headers.get("grpc-timeout")?.to_str().ok()?;
+    let text = headers.get(&GRPC_TIMEOUT)?.to_str().ok()?;
     if text.len() < 2 {
         return None;
     }

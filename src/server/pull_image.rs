@@ -67,7 +67,7 @@ pub async fn pull_through_coordinator(
     let deadline =
         grpc_timeout(&call.parts.headers).and_then(|limit| Instant::now().checked_add(limit));
     // The pull outlives any one caller: it must not carry the first caller's deadline.
-    call.parts.headers.remove("grpc-timeout");
+    call.parts.headers.remove(&super::forward::GRPC_TIMEOUT);
     let own_auth = view.auth.as_ref().is_some_and(|auth| !auth.is_empty());
     if own_auth {
         state.credentials().note_request_credentials();
