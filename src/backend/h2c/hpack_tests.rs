@@ -12,7 +12,11 @@ fn fields(decoder: &mut Decoder, block: &[u8]) -> Result<Vec<(String, String)>, 
     let mut out = Vec::new();
     decoder.decode(block, |field| {
         if let Some((name, value)) = field.parsed {
-            assert_eq!(name.as_str().as_bytes(), field.name, "parsed as it was sent");
+            assert_eq!(
+                name.as_str().as_bytes(),
+                field.name,
+                "parsed as it was sent"
+            );
             assert_eq!(value.as_bytes(), field.value);
         }
         out.push((

@@ -131,7 +131,8 @@ impl DecodedFields {
             return;
         }
         if name.first() == Some(&b':') {
-            self.problem.get_or_insert("a request pseudo-header in an answer");
+            self.problem
+                .get_or_insert("a request pseudo-header in an answer");
             return;
         }
         match (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {

@@ -227,7 +227,10 @@ async fn garbage_from_the_peer_fails_every_call_without_a_panic() {
 #[tokio::test]
 async fn a_backend_that_stops_reading_fails_its_calls_instead_of_queueing_forever() {
     let (client, _server_io) = pair();
-    let first = client.send(request("/svc/Big", vec![1u8; 60_000])).ok().unwrap();
+    let first = client
+        .send(request("/svc/Big", vec![1u8; 60_000]))
+        .ok()
+        .unwrap();
     // Heads pile up in the queue while nobody reads the socket.
     let big_value = "v".repeat(8 * 1024);
     let mut refused = None;
