@@ -70,9 +70,7 @@ impl Http2Connection {
             Some(connection) => match connection.send(request) {
                 Ok(answer) => return Sending::Answer(answer),
                 Err(SendError::AtLimit(request)) => {
-                    return Sending::Waiting(Box::pin(async move {
-                        Ok(connection.send_when_below_limit(*request).await?.await?)
-                    }))
+                    return Sending::Waiting(Box::pin(send_when_below_limit(connection, *request)))
                 }
                 // Ended or going away since it was looked at: the call goes on a new one.
                 Err(SendError::Closed(request)) => *request,
@@ -81,8 +79,7 @@ impl Http2Connection {
         };
         let this = self.clone();
         Sending::Waiting(Box::pin(async move {
-            let connection = this.reconnect().await?;
-            Ok(connection.send_when_below_limit(request).await?.await?)
+            send_when_below_limit(this.reconnect().await?, request).await
         }))
     }
 
@@ -123,6 +120,15 @@ impl Http2Connection {
         });
         Ok(connection)
     }
+}
+
+/// Sends `request` on `connection` once it is below the backend's stream limit, and
+/// waits for the answer's head.
+async fn send_when_below_limit<B: SendableBody>(
+    connection: Arc<h2c::Connection>,
+    request: Request<B>,
+) -> SendResult {
+    Ok(connection.send_when_below_limit(request).await?.await?)
 }
 
 /// A forwarded call on its way: the answer awaited from h2, a start that has to wait

@@ -157,9 +157,8 @@ impl Driver {
         {
             let mut state = self.shared.state.lock();
             if state.failure.is_none() {
-                let mut goaway = [0u8; 8];
-                goaway[..4].copy_from_slice(&0u32.to_be_bytes());
-                frame::write(frame::GOAWAY, 0, 0, &goaway, &mut state.out);
+                // Last stream processed: 0 (imageshim accepts none); NO_ERROR.
+                frame::write(frame::GOAWAY, 0, 0, &[0; 8], &mut state.out);
             }
         }
         let _ = self.poll_flush(cx);

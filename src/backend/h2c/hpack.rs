@@ -176,7 +176,7 @@ pub(super) struct Field<'a> {
 }
 
 /// A field that is a valid regular header (not a pseudo-header), parsed.
-fn parse_field(name: &[u8], value: &[u8]) -> Option<(HeaderName, HeaderValue)> {
+pub(super) fn parse_field(name: &[u8], value: &[u8]) -> Option<(HeaderName, HeaderValue)> {
     if name.first() == Some(&b':') {
         return None;
     }

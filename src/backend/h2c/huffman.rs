@@ -103,10 +103,7 @@ mod tests {
     use super::*;
 
     fn decoded(hex: &str) -> Result<Vec<u8>, HuffmanError> {
-        let bytes: Vec<u8> = (0..hex.len())
-            .step_by(2)
-            .map(|at| u8::from_str_radix(&hex[at..at + 2], 16).unwrap())
-            .collect();
+        let bytes = ::hex::decode(hex).unwrap();
         let mut out = Vec::new();
         decode(&bytes, &mut out).map(|()| out)
     }

@@ -4,10 +4,10 @@
 //! connection error returned to the driver. Must not do I/O.
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http::{HeaderMap, StatusCode};
 
 use super::frame::{self, Head};
-use super::hpack::{Decoder, Field};
+use super::hpack::{parse_field, Decoder, Field};
 use super::state::{AnswerHead, Error, State};
 
 /// The backend's header compression state and a header block still arriving.
@@ -122,26 +122,18 @@ impl DecodedFields {
             self.fields.append(name.clone(), value.clone());
             return;
         }
-        let (name, value) = (field.name, field.value);
-        if name == b":status" {
-            self.status = StatusCode::from_bytes(value).ok();
+        if field.name == b":status" {
+            self.status = StatusCode::from_bytes(field.value).ok();
             if self.status.is_none() {
                 self.problem.get_or_insert("an invalid :status");
             }
-            return;
-        }
-        if name.first() == Some(&b':') {
+        } else if field.name.first() == Some(&b':') {
             self.problem
                 .get_or_insert("a request pseudo-header in an answer");
-            return;
-        }
-        match (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
-            (Ok(name), Ok(value)) => {
-                self.fields.append(name, value);
-            }
-            _ => {
-                self.problem.get_or_insert("an invalid header field");
-            }
+        } else if let Some((name, value)) = parse_field(field.name, field.value) {
+            self.fields.append(name, value);
+        } else {
+            self.problem.get_or_insert("an invalid header field");
         }
     }
 }
@@ -211,9 +203,7 @@ fn settings(state: &mut State, head: &Head, payload: &[u8]) -> Result {
                 state.peer_initial_window = value;
                 for stream in state.streams.values_mut() {
                     stream.send_window += change;
-                    if let Some(sender) = stream.sender.take() {
-                        sender.wake();
-                    }
+                    stream.wake_sender();
                 }
             }
             frame::SETTINGS_MAX_FRAME_SIZE => {
@@ -266,9 +256,7 @@ fn window_update(state: &mut State, head: &Head, payload: &[u8]) -> Result {
         }
         state.send_window += increment;
         for stream in state.streams.values_mut() {
-            if let Some(sender) = stream.sender.take() {
-                sender.wake();
-            }
+            stream.wake_sender();
         }
     } else if let Some(stream) = state.streams.get_mut(&head.stream) {
         if increment == 0 || stream.send_window + increment > frame::MAX_WINDOW {
@@ -277,9 +265,7 @@ fn window_update(state: &mut State, head: &Head, payload: &[u8]) -> Result {
             return Ok(());
         }
         stream.send_window += increment;
-        if let Some(sender) = stream.sender.take() {
-            sender.wake();
-        }
+        stream.wake_sender();
     }
     Ok(())
 }

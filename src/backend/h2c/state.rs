@@ -101,16 +101,24 @@ impl Stream {
     }
 
     pub(super) fn wake_both(&mut self) {
-        if let Some(reader) = self.reader.take() {
-            reader.wake();
-        }
-        if let Some(sender) = self.sender.take() {
-            sender.wake();
-        }
+        wake(&mut self.reader);
+        self.wake_sender();
+    }
+
+    /// Wakes the request body's pump (window arrived, or the stream is over).
+    pub(super) fn wake_sender(&mut self) {
+        wake(&mut self.sender);
     }
 
     fn buffered(&self) -> i64 {
         self.data.iter().map(|data| data.len() as i64).sum()
+    }
+}
+
+/// Wakes whoever waits in `slot`, once.
+fn wake(slot: &mut Option<Waker>) {
+    if let Some(waker) = slot.take() {
+        waker.wake();
     }
 }
 
@@ -179,9 +187,7 @@ impl Default for State {
 impl State {
     /// The driver has something to write or do.
     pub(super) fn wake_driver(&mut self) {
-        if let Some(driver) = self.driver.take() {
-            driver.wake();
-        }
+        wake(&mut self.driver);
     }
 
     /// Whether new streams may start here.

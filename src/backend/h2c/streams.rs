@@ -37,7 +37,7 @@ impl Connection {
         &self,
         request: Request<B>,
     ) -> Result<ResponseFuture, SendError<B>> {
-        let id = {
+        let (id, end) = {
             let mut state = self.shared.state.lock();
             if state.next_id > MAX_STREAM_ID {
                 // Stream ids are used up: the next call takes a new connection.
@@ -65,17 +65,17 @@ impl Connection {
             stream.pump_alive = !end;
             state.streams.insert(id, stream);
             state.wake_driver();
-            id
+            (id, end)
         };
-        let (_, body) = request.into_parts();
-        let answer = StreamRef {
-            shared: self.shared.clone(),
-            id,
-        };
-        if !body.is_end_stream() {
-            send_body(body, answer.shared.clone(), id);
+        if !end {
+            send_body(request.into_body(), self.shared.clone(), id);
         }
-        Ok(ResponseFuture { stream: answer })
+        Ok(ResponseFuture {
+            stream: Some(StreamRef {
+                shared: self.shared.clone(),
+                id,
+            }),
+        })
     }
 
     /// `send`, waiting for a stream slot while the backend's limit is reached.
@@ -162,7 +162,8 @@ impl Drop for StreamRef {
 /// The answer's head, awaited.
 #[derive(Debug)]
 pub struct ResponseFuture {
-    stream: StreamRef,
+    /// Handed to the answer's body once the head is in.
+    stream: Option<StreamRef>,
 }
 
 impl Future for ResponseFuture {
@@ -170,27 +171,26 @@ impl Future for ResponseFuture {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        let mut state = this.stream.shared.state.lock();
+        let handle = this
+            .stream
+            .as_ref()
+            .expect("`ResponseFuture` polled after it completed");
+        let mut state = handle.shared.state.lock();
         let stream = state
             .streams
-            .get_mut(&this.stream.id)
+            .get_mut(&handle.id)
             .expect("a stream lives while its reader does");
         if let Some(head) = stream.head.take() {
             stream.head_taken = true;
             drop(state);
             let body = AnswerStream {
-                stream: StreamRef {
-                    shared: this.stream.shared.clone(),
-                    id: this.stream.id,
-                },
+                stream: this.stream.take().expect("checked above"),
                 trailers_taken: false,
             };
             let mut response = Response::new(body);
             *response.status_mut() = head.status;
             *response.headers_mut() = head.fields;
             *response.version_mut() = Version::HTTP_2;
-            // The body holds the stream now; this future lets go without a reset.
-            this.stream.id = 0;
             return Poll::Ready(Ok(response));
         }
         if let Some(error) = &stream.error {

@@ -68,6 +68,14 @@ async fn echo_server(io: UnixStream, times: usize) {
     }
 }
 
+/// As a raw peer: reads the client's connection preface.
+async fn read_preface(server_io: &mut UnixStream) {
+    use tokio::io::AsyncReadExt;
+    let mut preface = [0u8; 24];
+    server_io.read_exact(&mut preface).await.unwrap();
+    assert_eq!(&preface, frame::PREFACE);
+}
+
 async fn collect(answer: Response<AnswerStream>) -> (Bytes, Option<HeaderMap>) {
     let collected = answer.into_body().collect().await.unwrap();
     let trailers = collected.trailers().cloned();
@@ -189,11 +197,10 @@ async fn dropping_the_answer_resets_the_stream_and_frees_its_slot() {
 
 #[tokio::test]
 async fn goaway_refuses_unprocessed_calls_and_closes_the_connection_to_new_ones() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let (client, mut server_io) = pair();
     let answer = client.send(request("/svc/Late", "")).ok().unwrap();
-    let mut preface = [0u8; 24];
-    server_io.read_exact(&mut preface).await.unwrap();
+    read_preface(&mut server_io).await;
     // GOAWAY: the last stream processed is 0, so stream 1 was not.
     let goaway = [0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
     server_io.write_all(&goaway).await.unwrap();
@@ -208,12 +215,10 @@ async fn goaway_refuses_unprocessed_calls_and_closes_the_connection_to_new_ones(
 
 #[tokio::test]
 async fn garbage_from_the_peer_fails_every_call_without_a_panic() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let (client, mut server_io) = pair();
     let answer = client.send(request("/svc/Any", "x")).ok().unwrap();
-    let mut preface = [0u8; 24];
-    server_io.read_exact(&mut preface).await.unwrap();
-    assert_eq!(&preface, frame::PREFACE);
+    read_preface(&mut server_io).await;
     // A HEADERS frame whose block does not decode (index 0).
     server_io
         .write_all(&[0, 0, 1, 1, 4, 0, 0, 0, 1, 0x80])
