@@ -37,3 +37,8 @@ server = "http://$2"
   capabilities = ["pull", "resolve"]
 TOML
 }
+
+# True when something accepts connections on the unix socket PATH.
+listening() { # listening PATH
+  python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])' "$1" 2>/dev/null
+}

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::support::{backend_toml, oci, CriClient, RealEnv, Shim};
+use crate::support::{backend_toml, oci, CriClient, RealEnv, Runtime, Shim};
 use imageshim::cri::{self, paths};
 use tonic::Code;
 
@@ -15,7 +15,18 @@ const CONTAINER_EVENTS: &str = "/runtime.v1.RuntimeService/GetContainerEvents";
 const STREAM_IMAGES: &str = "/runtime.v1.ImageService/StreamImages";
 
 async fn shim_for(env: &RealEnv, runtime_config: &str) -> Shim {
-    Shim::start(&env.containerd_backend(runtime_config)).await
+    Shim::start(&env.runtime_backend(runtime_config)).await
+}
+
+/// The handlers each runtime under test serves (hack/containerd.sh, hack/crio.sh), as
+/// an unknown handler's refusal lists them.
+fn known_handlers(runtime: Runtime) -> &'static str {
+    match runtime {
+        Runtime::Containerd16 => "runc",
+        Runtime::Containerd2 => "runc, runc-native",
+        // CRI-O's built-in crun, and the two handlers of its config.
+        Runtime::CriO => "crun, runc, runc-b",
+    }
 }
 
 fn spec(image: &str, handler: &str) -> Option<cri::ImageSpec> {
@@ -55,7 +66,7 @@ async fn runtime_service_calls_match_direct_containerd() {
         .await
         .unwrap();
     assert_eq!(via, want);
-    assert_eq!(via.runtime_name, "containerd");
+    assert_eq!(via.runtime_name, env.runtime.runtime_name());
     let via: cri::StatusResponse = shim
         .client
         .call(STATUS, cri::StatusRequest { verbose: true })
@@ -181,15 +192,11 @@ async fn handlers_are_discovered_routed_and_reported() {
     };
     let repo = "it/handlers";
     oci::build_and_push(&env.registry, repo, &["v1"], None, None);
-    let shim = shim_for(&env, &env.containerd_config.display().to_string()).await;
+    let shim = shim_for(&env, &env.runtime_config.display().to_string()).await;
     let image = format!("{}/{repo}:v1", env.registry);
-    let mut config = cri::PodSandboxConfig::default();
-    config
-        .annotations
-        .insert(cri::RUNTIME_HANDLER_ANNOTATION.into(), "runc".into());
     let request = cri::PullImageRequest {
-        image: spec(&image, ""),
-        sandbox_config: Some(config),
+        image: spec(&image, "runc"),
+        sandbox_config: Some(cri::PodSandboxConfig::default()),
         ..Default::default()
     };
     let _: cri::PullImageResponse = shim.client.call(paths::PULL_IMAGE, request).await.unwrap();
@@ -200,12 +207,16 @@ async fn handlers_are_discovered_routed_and_reported() {
         without.spec.map(|s| s.runtime_handler).unwrap_or_default(),
         ""
     );
-    listed_with_handler_and_unknown_refused(&shim.client, &image).await;
+    listed_with_handler_and_unknown_refused(&shim.client, &image, env.runtime).await;
 }
 
 /// ListImages for a handler marks every image with it; an unknown handler is refused
 /// listing the known ones.
-async fn listed_with_handler_and_unknown_refused(client: &CriClient, image: &str) {
+async fn listed_with_handler_and_unknown_refused(
+    client: &CriClient,
+    image: &str,
+    runtime: Runtime,
+) {
     let listed: cri::ListImagesResponse = client
         .call(
             paths::LIST_IMAGES,
@@ -234,7 +245,10 @@ async fn listed_with_handler_and_unknown_refused(client: &CriClient, image: &str
     assert_eq!(err.code(), Code::InvalidArgument);
     assert_eq!(
         err.message(),
-        "unknown runtime handler \"wasm\"; known handlers: runc"
+        format!(
+            "unknown runtime handler \"wasm\"; known handlers: {}",
+            known_handlers(runtime)
+        )
     );
 }
 
@@ -274,8 +288,18 @@ async fn image_fs_info_and_a_short_deadline() {
         .call(paths::IMAGE_FS_INFO, cri::ImageFsInfoRequest {})
         .await
         .unwrap();
-    let mountpoint = &info.image_filesystems[0].fs_id.as_ref().unwrap().mountpoint;
-    assert!(mountpoint.contains("native"), "{mountpoint}");
+    let direct: cri::ImageFsInfoResponse = env
+        .direct()
+        .call(paths::IMAGE_FS_INFO, cri::ImageFsInfoRequest {})
+        .await
+        .unwrap();
+    let mountpoints = |i: &cri::ImageFsInfoResponse| -> Vec<String> {
+        let fs = i.image_filesystems.iter();
+        fs.map(|f| f.fs_id.as_ref().unwrap().mountpoint.clone())
+            .collect()
+    };
+    assert!(!mountpoints(&info).is_empty());
+    assert_eq!(mountpoints(&info), mountpoints(&direct));
     let repo = "it/deadline";
     oci::build_and_push(&env.registry, repo, &["v1"], None, None);
     let request = cri::PullImageRequest {
@@ -340,11 +364,12 @@ async fn unknown_and_streaming_methods_match(shim: &CriClient, direct: &CriClien
     }
 }
 
-/// `hack/containerd.sh CMD DIR`, which must succeed.
+/// `hack/containerd.sh CMD DIR FLAVOR` (the flavor of the run), which must succeed.
 fn containerd_script(env: &RealEnv, cmd: &str, dir: &std::path::Path) {
     let out = std::process::Command::new(env.hack_dir.join("containerd.sh"))
         .arg(cmd)
         .arg(dir)
+        .arg(env.runtime.containerd_flavor())
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -353,7 +378,7 @@ fn containerd_script(env: &RealEnv, cmd: &str, dir: &std::path::Path) {
 
 #[tokio::test]
 async fn backend_stopped_and_restarted_mid_test() {
-    let Some((env, _turn)) = RealEnv::acquire(module_path!()).await else {
+    let Some((env, _turn)) = RealEnv::acquire_containerd(module_path!()).await else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -17,11 +17,11 @@ async fn grpcio_gets_from_imageshim_what_containerd_answers() {
     let sandbox_image = std::env::var("IMAGESHIM_TEST_SANDBOX_IMAGE")
         .expect("IMAGESHIM_TEST_SANDBOX_IMAGE (set by hack/test.sh)");
     push_test_images(&env, &sandbox_image);
-    let runtime_config = env.containerd_config.display().to_string();
+    let runtime_config = env.runtime_config.display().to_string();
     let pinned = format!("{}/ring/pinned:1", env.registry);
     let mut shim = Shim::start(&format!(
         "{}[[pinned]]\nimage = {pinned:?}\n",
-        env.containerd_backend(&runtime_config)
+        env.runtime_backend(&runtime_config)
     ))
     .await;
     // imageshim pulls pinned images at start; the comparison starts once it has.
@@ -36,7 +36,7 @@ async fn grpcio_gets_from_imageshim_what_containerd_answers() {
         .arg("--shim")
         .arg(&shim.socket)
         .arg("--direct")
-        .arg(&env.containerd_socket)
+        .arg(&env.runtime_socket)
         .args(["--registry", &env.registry])
         .args(["--auth-registry", &env.auth_registry])
         .args(["--auth-user", &env.auth_user])

@@ -115,7 +115,7 @@ fn plugin_runs(dir: &Path) -> usize {
 
 pub(crate) async fn shim_with(env: &RealEnv, extra: &str) -> Shim {
     captured_logs();
-    let backend = env.containerd_backend("");
+    let backend = env.runtime_backend("");
     Shim::start(&format!("log_level = \"trace\"\n{backend}{extra}")).await
 }
 

@@ -15,6 +15,15 @@ use tonic::Code;
 
 const VERSION: &str = "/runtime.v1.RuntimeService/Version";
 
+/// The containerd flavor of this run (hack/containerd.sh's argument): 2 in the
+/// containerd 2.x run, else Debian's 1.6.
+fn containerd_flavor() -> String {
+    match std::env::var("IMAGESHIM_TEST_RUNTIME").as_deref() {
+        Ok("containerd-2") => "2".into(),
+        _ => "1.6".into(),
+    }
+}
+
 /// A containerd of this test's own (the shared one must stay up for the other tests).
 pub(crate) struct PrivateContainerd {
     dir: PathBuf,
@@ -27,7 +36,7 @@ impl PrivateContainerd {
 
     pub(crate) fn start(dir: &Path) -> PrivateContainerd {
         let status = Command::new(Self::script())
-            .args(["start", &dir.display().to_string()])
+            .args(["start", &dir.display().to_string(), &containerd_flavor()])
             .stdout(std::process::Stdio::null())
             .status()
             .unwrap();
@@ -99,7 +108,7 @@ async fn load(client: CriClient, stop: Arc<Mutex<bool>>, log: Arc<Mutex<Vec<Outc
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn containerd_killed_under_load_gives_prompt_unavailable_and_prompt_recovery() {
-    let Some((_env, _turn)) = RealEnv::acquire(module_path!()).await else {
+    let Some((_env, _turn)) = RealEnv::acquire_containerd(module_path!()).await else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -220,7 +229,7 @@ async fn registry_killed_mid_merged_pull_answers_every_waiter_and_the_next_pull_
     let proxy = StallProxy::start(&env.registry, 0, true).await;
     let address = proxy.address.clone();
     env.plain_http_registry(&address);
-    let shim = Shim::start(&env.containerd_backend("")).await;
+    let shim = Shim::start(&env.runtime_backend("")).await;
     let image = format!("{address}/{repo}:v1");
     let started = Instant::now();
     let waiters = pull_with_deadlines(&shim.client, &image, 20, started);

@@ -75,7 +75,7 @@ fn status_command(shim: &Shim, args: &[&str]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cap_of_two_shows_two_running_pulls_with_growing_bytes_and_four_queued() {
-    let Some((env, _turn)) = RealEnv::acquire(module_path!()).await else {
+    let Some((env, _turn)) = RealEnv::acquire_containerd(module_path!()).await else {
         return;
     };
     let proxy = StallProxy::start(&env.registry, 0, false).await;
@@ -98,7 +98,7 @@ async fn a_cap_of_two_shows_two_running_pulls_with_growing_bytes_and_four_queued
         .collect();
     let config = format!(
         "{}[pull]\nserialize_image_pulls = false\nmax_parallel_image_pulls = 2\n",
-        env.containerd_backend("")
+        env.runtime_backend("")
     );
     let shim = Shim::start(&config).await;
     let pulls: Vec<_> = images
@@ -191,7 +191,7 @@ async fn a_cap_of_two_shows_two_running_pulls_with_growing_bytes_and_four_queued
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_pull_is_aborted_for_every_waiter_and_the_next_queued_pull_starts() {
-    let Some((env, _turn)) = RealEnv::acquire(module_path!()).await else {
+    let Some((env, _turn)) = RealEnv::acquire_containerd(module_path!()).await else {
         return;
     };
     let proxy = StallProxy::start(&env.registry, 0, true).await;
@@ -203,7 +203,7 @@ async fn a_stalled_pull_is_aborted_for_every_waiter_and_the_next_queued_pull_sta
     let after = format!("{}/op/after-{run}:v1", env.registry);
     let config = format!(
         "{}[pull]\nprogress_timeout = \"3s\"\n",
-        env.containerd_backend("")
+        env.runtime_backend("")
     );
     let shim = Shim::start(&config).await;
     let started = Instant::now();
@@ -259,10 +259,7 @@ async fn a_pinned_image_is_pulled_at_start_reported_pinned_and_pulled_again_when
         .0
         .to_string();
     push_sized_image(&env.registry, &repo, "v1", 4096);
-    let config = format!(
-        "{}[[pinned]]\nimage = {image:?}\n",
-        env.containerd_backend("")
-    );
+    let config = format!("{}[[pinned]]\nimage = {image:?}\n", env.runtime_backend(""));
     let shim = Shim::start(&config).await;
     let direct = env.direct();
     direct
@@ -294,7 +291,7 @@ async fn a_pinned_image_is_pulled_at_start_reported_pinned_and_pulled_again_when
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_is_503_naming_the_backend_while_containerd_is_down_and_200_after() {
-    let Some((_env, _turn)) = RealEnv::acquire(module_path!()).await else {
+    let Some((_env, _turn)) = RealEnv::acquire_containerd(module_path!()).await else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

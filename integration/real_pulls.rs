@@ -17,7 +17,7 @@ async fn fifty_concurrent_pulls_make_the_registry_serve_the_manifest_once() {
     let Some((env, _turn)) = RealEnv::acquire(module_path!()).await else {
         return;
     };
-    let shim = Shim::start(&env.containerd_backend("")).await;
+    let shim = Shim::start(&env.runtime_backend("")).await;
     // Fresh repositories each run, so neither containerd nor the log has seen them.
     let run = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

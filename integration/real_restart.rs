@@ -93,7 +93,7 @@ async fn hold_socket_for_two_generations(env: &RealEnv, dir: &Path, socket: &Pat
     let text = format!(
         "socket = {:?}\nshutdown_grace = \"5s\"\n{}[admin]\nlisten = \"127.0.0.1:0\"\n",
         socket.display().to_string(),
-        env.containerd_backend("")
+        env.runtime_backend("")
     );
     std::fs::write(&config, text).unwrap();
     let generation = format!(

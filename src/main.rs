@@ -16,15 +16,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::CheckConfig { config } => match Config::load(&config)
-            .and_then(|loaded| loaded.check_credential_files().map(|()| loaded))
-        {
-            Ok(_) => {
-                println!("{}: ok", config.display());
-                ExitCode::SUCCESS
-            }
+        Command::CheckConfig { config } => match check_config(&config) {
+            Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
-                eprintln!("{:#}", anyhow::Error::from(err));
+                eprintln!("{err:#}");
                 ExitCode::FAILURE
             }
         },
@@ -48,6 +43,22 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// Validates the config, reads each backend's runtime config, and prints each
+/// backend's handlers with where their images land, warnings on stderr.
+fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
+    let loaded = Config::load(path)?;
+    loaded.check_credential_files()?;
+    let (handlers, warnings) = imageshim::backend::describe_configs(&loaded.backends)?;
+    for line in handlers {
+        println!("{line}");
+    }
+    for warning in warnings {
+        eprintln!("warning: {warning}");
+    }
+    println!("{}: ok", path.display());
+    Ok(())
 }
 
 fn serve(path: &std::path::Path) -> anyhow::Result<()> {

@@ -94,10 +94,80 @@ pub fn backend_toml(
     )
 }
 
+/// The runtime a real-component run is against (`IMAGESHIM_TEST_RUNTIME`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    /// Debian's containerd 1.6 (snapshotter native, handler `runc`).
+    Containerd16,
+    /// containerd 2.x: handlers `runc` (overlayfs, default) and `runc-native` (native).
+    Containerd2,
+    /// CRI-O 1.36: handlers `runc` (default) and `runc-b`, one image store.
+    CriO,
+}
+
+impl Runtime {
+    fn from_env() -> Runtime {
+        match std::env::var("IMAGESHIM_TEST_RUNTIME").as_deref() {
+            Ok("containerd-2") => Runtime::Containerd2,
+            Ok("cri-o") => Runtime::CriO,
+            Ok("containerd-1.6") | Err(_) => Runtime::Containerd16,
+            Ok(other) => {
+                panic!("IMAGESHIM_TEST_RUNTIME={other:?}: containerd-1.6, containerd-2 or cri-o")
+            }
+        }
+    }
+
+    /// The `kind` of its `[[backend]]`.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Runtime::CriO => "cri-o",
+            _ => "containerd",
+        }
+    }
+
+    /// `runtime_name` in its Version answer.
+    pub fn runtime_name(self) -> &'static str {
+        match self {
+            Runtime::CriO => "cri-o",
+            _ => "containerd",
+        }
+    }
+
+    pub fn is_containerd(self) -> bool {
+        self != Runtime::CriO
+    }
+
+    /// The flavor argument of hack/containerd.sh for a private containerd like it.
+    pub fn containerd_flavor(self) -> &'static str {
+        match self {
+            Runtime::Containerd2 => "2",
+            _ => "1.6",
+        }
+    }
+}
+
+/// Notes which runtime a real-component test ran against (or that it does not apply
+/// to it), in the file hack/test.sh summarises as the runtime × ring matrix.
+fn record_in_matrix(runtime: Runtime, test: &str, what: &str) {
+    eprintln!("{test}: {what} against {runtime:?}");
+    if let Some(path) = std::env::var_os("IMAGESHIM_TEST_MATRIX_LOG") {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        writeln!(file, "{runtime:?}\t{test}\t{what}").unwrap();
+    }
+}
+
 /// The real services hack/test.sh started for this run.
 pub struct RealEnv {
-    pub containerd_socket: PathBuf,
-    pub containerd_config: PathBuf,
+    pub runtime: Runtime,
+    pub runtime_dir: PathBuf,
+    pub runtime_socket: PathBuf,
+    /// The runtime's own config file (containerd `config.toml`, CRI-O `crio.conf`).
+    pub runtime_config: PathBuf,
     pub registry: String,
     pub registry_log: PathBuf,
     pub auth_registry: String,
@@ -108,11 +178,11 @@ pub struct RealEnv {
 
 fn required(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: the real-component tests run under hack/test.sh, which starts containerd and the registries")
+        panic!("{name} is not set: the real-component tests run under hack/test.sh, which starts the runtime and the registries")
     })
 }
 
-/// Real-component tests run one at a time: they share one containerd and compare its
+/// Real-component tests run one at a time: they share one runtime and compare its
 /// image list, which a concurrent pull would change.
 static REAL_SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -124,22 +194,49 @@ impl RealEnv {
     /// a message) when hack/test.sh did not start them — unless
     /// `IMAGESHIM_REQUIRE_REAL_TESTS` is set, as hack/test.sh and CI set it.
     pub async fn acquire(test: &str) -> Option<(RealEnv, RealTurn)> {
-        if std::env::var_os("IMAGESHIM_TEST_CONTAINERD_DIR").is_none()
+        Self::acquire_for(
+            test,
+            &[Runtime::Containerd16, Runtime::Containerd2, Runtime::CriO],
+        )
+        .await
+    }
+
+    /// As [`acquire`], for a test that only applies to containerd (it reads
+    /// containerd's content store or runs a private containerd).
+    pub async fn acquire_containerd(test: &str) -> Option<(RealEnv, RealTurn)> {
+        Self::acquire_for(test, &[Runtime::Containerd16, Runtime::Containerd2]).await
+    }
+
+    /// The real services when the runtime under test is one of `runtimes`.
+    pub async fn acquire_for(test: &str, runtimes: &[Runtime]) -> Option<(RealEnv, RealTurn)> {
+        if std::env::var_os("IMAGESHIM_TEST_RUNTIME_DIR").is_none()
             && std::env::var_os("IMAGESHIM_REQUIRE_REAL_TESTS").is_none()
         {
-            eprintln!("skipped {test}: needs containerd and registries; run hack/test.sh");
+            eprintln!("skipped {test}: needs a runtime and registries; run hack/test.sh");
+            return None;
+        }
+        let runtime = Runtime::from_env();
+        if !runtimes.contains(&runtime) {
+            record_in_matrix(runtime, test, "not applicable");
             return None;
         }
         let turn = RealTurn(REAL_SERIAL.lock().await);
-        Some((RealEnv::get(), turn))
+        record_in_matrix(runtime, test, "ran");
+        Some((RealEnv::get(runtime), turn))
     }
 
-    fn get() -> RealEnv {
-        let containerd_dir = PathBuf::from(required("IMAGESHIM_TEST_CONTAINERD_DIR"));
+    fn get(runtime: Runtime) -> RealEnv {
+        let runtime_dir = PathBuf::from(required("IMAGESHIM_TEST_RUNTIME_DIR"));
         let registry_dir = PathBuf::from(required("IMAGESHIM_TEST_REGISTRY_DIR"));
+        let (socket, config) = match runtime {
+            Runtime::CriO => ("crio.sock", "crio.conf"),
+            _ => ("containerd.sock", "config.toml"),
+        };
         RealEnv {
-            containerd_socket: containerd_dir.join("containerd.sock"),
-            containerd_config: containerd_dir.join("config.toml"),
+            runtime,
+            runtime_socket: runtime_dir.join(socket),
+            runtime_config: runtime_dir.join(config),
+            runtime_dir,
             registry: required("IMAGESHIM_TEST_REGISTRY"),
             registry_log: registry_dir.join("registry.log"),
             auth_registry: required("IMAGESHIM_TEST_AUTH_REGISTRY"),
@@ -149,15 +246,21 @@ impl RealEnv {
         }
     }
 
-    /// Writes the shared containerd's hosts.toml saying `address` is a plain-HTTP
-    /// registry (containerd reads it at each pull).
+    /// Tells the shared runtime that `address` is a plain-HTTP registry: containerd's
+    /// hosts.toml (read at each pull), CRI-O's registries.conf (reloaded on change).
     pub fn plain_http_registry(&self, address: &str) {
-        let dir = self
-            .containerd_config
-            .parent()
-            .unwrap()
-            .join("certs.d")
-            .join(address);
+        if self.runtime == Runtime::CriO {
+            let path = self.runtime_dir.join("registries.conf");
+            let mut text = std::fs::read_to_string(&path).unwrap_or_default();
+            text.push_str(&format!(
+                "[[registry]]\nlocation = \"{address}\"\ninsecure = true\n"
+            ));
+            std::fs::write(&path, text).unwrap();
+            // CRI-O notices the change with inotify; give it a moment.
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            return;
+        }
+        let dir = self.runtime_dir.join("certs.d").join(address);
         std::fs::create_dir_all(&dir).unwrap();
         let hosts = format!(
             "server = \"http://{address}\"\n[host.\"http://{address}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
@@ -165,13 +268,13 @@ impl RealEnv {
         std::fs::write(dir.join("hosts.toml"), hosts).unwrap();
     }
 
-    /// The `[[backend]]` table for the shared containerd (optionally discovering its
+    /// The `[[backend]]` table for the shared runtime (optionally discovering its
     /// handlers from its own config).
-    pub fn containerd_backend(&self, runtime_config: &str) -> String {
+    pub fn runtime_backend(&self, runtime_config: &str) -> String {
         backend_toml(
-            "containerd",
-            "containerd",
-            &self.containerd_socket,
+            "runtime",
+            self.runtime.kind(),
+            &self.runtime_socket,
             true,
             &[],
             runtime_config,
@@ -179,6 +282,6 @@ impl RealEnv {
     }
 
     pub fn direct(&self) -> CriClient {
-        CriClient::new(&self.containerd_socket)
+        CriClient::new(&self.runtime_socket)
     }
 }

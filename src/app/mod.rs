@@ -73,6 +73,13 @@ fn pull_options(pull: &PullConfig) -> PullOptions {
 /// socket accepts calls.
 pub async fn start(config: Config) -> anyhow::Result<RunningShim> {
     let backends = BackendSet::from_config(&config.backends).context("backends")?;
+    let (handlers, warnings) = backends.describe();
+    for line in handlers {
+        tracing::info!("{line}");
+    }
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
     let pins = PinnedSet::resolve(&config.pinned, &backends).map_err(anyhow::Error::msg)?;
     let admin_listener = match &config.admin.listen {
         Some(addr) => Some(Arc::new(admin::bind(addr).await?)),

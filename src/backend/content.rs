@@ -46,8 +46,8 @@ pub enum ContentError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("manifest {digest} is larger than {MANIFEST_LIMIT} bytes")]
-    ManifestTooLarge { digest: String },
+    #[error("blob {digest} is larger than {limit} bytes")]
+    TooLarge { digest: String, limit: usize },
 }
 
 /// Reads containerd's content store over a backend's channel.
@@ -56,7 +56,7 @@ pub struct ContentStore {
     client: ContentClient<Channel>,
 }
 
-fn namespaced<T>(message: T) -> tonic::Request<T> {
+pub(super) fn namespaced<T>(message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request.set_timeout(Duration::from_secs(5));
     request.metadata_mut().insert(
@@ -144,6 +144,11 @@ impl ContentStore {
     }
 
     async fn manifest_blobs(&self, digest: &str) -> Result<Vec<(String, u64)>, ContentError> {
+        parse_manifest(digest, &self.read_blob(digest, MANIFEST_LIMIT).await?)
+    }
+
+    /// A whole blob, refused past `limit` bytes.
+    pub async fn read_blob(&self, digest: &str, limit: usize) -> Result<Vec<u8>, ContentError> {
         let request = namespaced(ReadContentRequest {
             digest: digest.to_string(),
             offset: 0,
@@ -153,13 +158,14 @@ impl ContentStore {
         let mut bytes = Vec::new();
         while let Some(chunk) = stream.message().await? {
             bytes.extend_from_slice(&chunk.data);
-            if bytes.len() > MANIFEST_LIMIT {
-                return Err(ContentError::ManifestTooLarge {
+            if bytes.len() > limit {
+                return Err(ContentError::TooLarge {
                     digest: digest.to_string(),
+                    limit,
                 });
             }
         }
-        parse_manifest(digest, &bytes)
+        Ok(bytes)
     }
 }
 

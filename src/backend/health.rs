@@ -18,7 +18,7 @@ use tonic::body::Body;
 use tower::ServiceExt;
 
 use super::{Backend, BackendSet};
-use crate::cri::{wire, VersionRequest};
+use crate::cri::{wire, VersionRequest, VersionResponse};
 
 /// The probe's user-agent, so a backend's logs tell probes from callers.
 pub const PROBE_USER_AGENT: &str = "imageshim-readiness-probe";
@@ -124,7 +124,10 @@ impl Health {
             ticks.tick().await;
             let result = tokio::time::timeout(PROBE_INTERVAL, ask_version(backend)).await;
             let result = result.unwrap_or_else(|_| Err("no answer within 1s".into()));
-            self.record(backend, state, result);
+            if let Ok(version) = &result {
+                backend.note_version(version);
+            }
+            self.record(backend, state, result.map(|_| ()));
         }
     }
 
@@ -152,7 +155,7 @@ impl Health {
 }
 
 /// One `Version` call; `Err` says why it was not a successful answer.
-async fn ask_version(backend: &Backend) -> Result<(), String> {
+pub(super) async fn ask_version(backend: &Backend) -> Result<VersionResponse, String> {
     let message = VersionRequest {
         version: "0.1.0".into(),
     }
@@ -171,7 +174,8 @@ async fn ask_version(backend: &Backend) -> Result<(), String> {
         .await
         .map_err(|e| format!("unreachable: {}", crate::error_chain(&e)))?;
     if let Some(status) = response.headers().get("grpc-status") {
-        return status_result(status.as_bytes());
+        status_result(status.as_bytes())?;
+        return Ok(VersionResponse::default());
     }
     let collected = response
         .into_body()
@@ -179,11 +183,13 @@ async fn ask_version(backend: &Backend) -> Result<(), String> {
         .await
         .map_err(|e| format!("answer broke off: {e}"))?;
     let trailers = collected.trailers().cloned().unwrap_or_default();
-    let _: Bytes = collected.to_bytes();
+    let body: Bytes = collected.to_bytes();
     match trailers.get("grpc-status") {
-        Some(status) => status_result(status.as_bytes()),
-        None => Err("answer without grpc-status".into()),
+        Some(status) => status_result(status.as_bytes())?,
+        None => return Err("answer without grpc-status".into()),
     }
+    let message = wire::unframe(&body).map_err(|e| format!("Version answer: {e}"))?;
+    VersionResponse::decode(message).map_err(|e| format!("Version answer: {e}"))
 }
 
 fn status_result(status: &[u8]) -> Result<(), String> {

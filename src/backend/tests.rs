@@ -73,14 +73,6 @@ async fn with_discovery_unknown_handlers_are_refused_listing_the_known_ones() {
 }
 
 #[test]
-fn crio_drop_ins_are_read_from_a_directory_too() {
-    let mut found =
-        discovery::discover(BackendKind::CriO, Path::new(&testdata("crio/crio.conf.d"))).unwrap();
-    found.sort();
-    assert_eq!(found, vec!["kata"]);
-}
-
-#[test]
 fn an_unparsable_runtime_config_names_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.toml");

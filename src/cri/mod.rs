@@ -21,9 +21,10 @@ pub mod paths {
     pub const IMAGE_FS_INFO: &str = "/runtime.v1.ImageService/ImageFsInfo";
 }
 
-/// Annotation containerd reads the runtime handler from when `ImageSpec.runtime_handler`
-/// is empty.
-pub const RUNTIME_HANDLER_ANNOTATION: &str = "io.kubernetes.cri.runtime-handler";
+/// The sandbox annotation containerd 2.x reads a pull's runtime handler from when
+/// `ImageSpec.runtime_handler` is empty (deprecated, to go in containerd 2.5). No other
+/// runtime reads it.
+pub const RUNTIME_HANDLER_ANNOTATION: &str = "io.containerd.cri.runtime-handler";
 
 impl fmt::Debug for AuthConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -86,21 +87,17 @@ fn credential_fingerprint(auth: Option<&AuthConfig>) -> [u8; 32] {
 }
 
 impl PullImageRequest {
-    /// The runtime handler in containerd's order: the spec field, then the pod annotation.
-    pub fn runtime_handler(&self) -> &str {
-        let from_spec = self
-            .image
-            .as_ref()
-            .map(|i| i.runtime_handler.as_str())
-            .unwrap_or("");
-        if !from_spec.is_empty() {
-            return from_spec;
-        }
+    /// `ImageSpec.runtime_handler` (empty when none).
+    pub fn spec_handler(&self) -> &str {
+        spec_handler(self.image.as_ref())
+    }
+
+    /// containerd's sandbox annotation naming a runtime handler, if present.
+    pub fn annotation_handler(&self) -> Option<&str> {
         self.sandbox_config
             .as_ref()
             .and_then(|c| c.annotations.get(RUNTIME_HANDLER_ANNOTATION))
             .map(String::as_str)
-            .unwrap_or("")
     }
 
     /// The image string exactly as the caller sent it.
@@ -163,19 +160,23 @@ mod tests {
     }
 
     #[test]
-    fn handler_comes_from_spec_then_annotation() {
+    fn the_spec_handler_and_containerds_annotation_are_read_apart() {
         let mut req = PullImageRequest::default();
-        assert_eq!(req.runtime_handler(), "");
+        assert_eq!((req.spec_handler(), req.annotation_handler()), ("", None));
         let mut config = PodSandboxConfig::default();
+        config.annotations.insert(
+            "io.kubernetes.cri.runtime-handler".into(),
+            "read-by-nobody".into(),
+        );
         config
             .annotations
             .insert(RUNTIME_HANDLER_ANNOTATION.into(), "kata".into());
         req.sandbox_config = Some(config);
-        assert_eq!(req.runtime_handler(), "kata");
+        assert_eq!(req.annotation_handler(), Some("kata"));
         req.image = Some(ImageSpec {
             runtime_handler: "gvisor".into(),
             ..Default::default()
         });
-        assert_eq!(req.runtime_handler(), "gvisor");
+        assert_eq!(req.spec_handler(), "gvisor");
     }
 }

@@ -27,14 +27,44 @@ pub use stats::{PullResult, PullStats, PullStatsSnapshot};
 
 use crate::cri::CredentialFingerprint;
 
-/// What makes two pulls the same pull.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// What makes two pulls the same pull: the image, where the runtime puts it, the
+/// backend and the credentials. `handler` (the first caller's) is only shown.
+#[derive(Clone, Debug)]
 pub struct PullKey {
     /// The normalised reference.
     pub image: String,
-    pub handler: String,
+    /// Where the backend unpacks this pull (see `backend::landing`).
+    pub lands_in: String,
     pub backend: String,
     pub credentials: CredentialFingerprint,
+    /// The runtime handler the first caller named (empty: the default); not part of
+    /// the key's identity.
+    pub handler: String,
+}
+
+impl PullKey {
+    fn identity(&self) -> (&str, &str, &str, &CredentialFingerprint) {
+        (
+            &self.image,
+            &self.lands_in,
+            &self.backend,
+            &self.credentials,
+        )
+    }
+}
+
+impl PartialEq for PullKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.identity() == other.identity()
+    }
+}
+
+impl Eq for PullKey {}
+
+impl std::hash::Hash for PullKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.identity().hash(state)
+    }
 }
 
 /// What a finished pull produced, as the coordinator needs to see it.

@@ -24,6 +24,7 @@ impl PullOutcome for Outcome {
 fn key(image: &str) -> PullKey {
     PullKey {
         image: image.into(),
+        lands_in: "snapshotter overlayfs".into(),
         handler: String::new(),
         backend: "b".into(),
         credentials: CredentialFingerprint([0; 32]),

@@ -12,6 +12,7 @@ use super::pinned::{is_pinned, Pin};
 use super::status::CallError;
 use super::ServerState;
 use crate::backend::h2c::AnswerStream;
+use crate::backend::landing::status_snapshotter;
 use crate::cri::{self, paths, wire, ImageSpec};
 use crate::h2_body::AnswerBody;
 use crate::reference::Reference;
@@ -76,7 +77,9 @@ async fn pull_image(state: &ServerState, call: UnaryCall) -> Result<Response<Bod
         image: image.to_string(),
         source,
     })?;
-    let handler = view.runtime_handler();
+    // Routing uses the handler the request names; containerd's annotation only
+    // decides, on containerd 2.x, which of its snapshotters the pull lands in.
+    let handler = view.spec_handler();
     let backend = state.backends.route(handler)?;
     tracing::debug!(image = %reference, handler, backend = %backend.name, "pull image");
     let backend = backend.clone();
@@ -89,7 +92,16 @@ async fn image_status(
 ) -> Result<Response<AnswerBody>, CallError> {
     let view: cri::ImageStatusRequest = call.decode()?;
     let handler = cri::spec_handler(view.image.as_ref());
-    forward_and_mark(state, call, handler, true).await
+    let backend = state.backends.route(handler)?;
+    let family = backend.family().await;
+    match status_snapshotter(family, backend.catalog.as_ref(), handler) {
+        None => forward_and_mark(state, call, handler, true).await,
+        Some(snapshotter) => {
+            let snapshotter = snapshotter.to_string();
+            let answer = forward_and_mark(state, call, handler, true).await?;
+            made(super::presence::present_in(backend, answer, &snapshotter).await)
+        }
+    }
 }
 
 async fn list_images(

@@ -8,6 +8,7 @@ mod connection;
 pub mod forward;
 pub mod images;
 pub mod pinned;
+mod presence;
 pub mod pull_image;
 pub mod socket;
 pub mod status;

@@ -16,6 +16,7 @@ use super::call::UnaryCall;
 use super::forward::{forward, grpc_timeout, rebuild_request, CollectedResponse};
 use super::status::{self, CallError};
 use super::ServerState;
+use crate::backend::landing::{pull_lands_in, PullFacts};
 use crate::backend::Backend;
 use crate::credentials::{ProviderFailure, RegistryCredential, Resolver};
 use crate::cri::wire;
@@ -57,11 +58,18 @@ pub async fn pull_through_coordinator(
     view: &PullImageRequest,
     mut call: UnaryCall,
 ) -> Result<Response<Body>, CallError> {
+    let facts = PullFacts {
+        spec_handler: view.spec_handler(),
+        has_sandbox_config: view.sandbox_config.is_some(),
+        annotation_handler: view.annotation_handler(),
+    };
+    let lands_in = pull_lands_in(backend.family().await, backend.catalog.as_ref(), facts);
     let key = PullKey {
         image: reference.key(),
-        handler: view.runtime_handler().to_string(),
+        lands_in,
         backend: backend.name.clone(),
         credentials: CredentialFingerprint::of(view.auth.as_ref()),
+        handler: view.spec_handler().to_string(),
     };
     // A timeout too far out to be an Instant is no deadline at all.
     let deadline =
