@@ -127,7 +127,7 @@ start)
 stop)
   stop_pidfile "$dir/containerd.pid"
   # overlayfs snapshots and pod mounts of containerd 2.x stay mounted after it stops.
-  grep " $dir/" /proc/mounts | awk '{print $2}' | sort -r | while read -r m; do
+  { grep " $dir/" /proc/mounts || true; } | awk '{print $2}' | sort -r | while read -r m; do
     umount -l "$m" 2>/dev/null || true
   done
   ;;

@@ -88,7 +88,7 @@ start)
   ;;
 stop)
   stop_pidfile "$dir/crio.pid"
-  grep " $dir/" /proc/mounts | awk '{print $2}' | sort -r | while read -r m; do
+  { grep " $dir/" /proc/mounts || true; } | awk '{print $2}' | sort -r | while read -r m; do
     umount -l "$m" 2>/dev/null || true
   done
   ;;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Brings up a private containerd and registry on this machine, starts imageshim in
-# front of containerd, shows it working (push, pull, status, list through the shim),
+# Brings up a private containerd (2.x, built from its Go module by hack/go-tools.sh;
+# Debian's 1.6 on a machine without Go >= 1.26, which it says) and registry on this
+# machine, starts imageshim in front of containerd, shows it working (push, pull, status, list through the shim),
 # and keeps imageshim in the foreground until Ctrl-C; then stops everything.
 #   hack/up.sh            (state under /tmp/imageshim-up; IMAGESHIM_UP_DIR to change)
 set -euo pipefail
@@ -23,7 +24,12 @@ cleanup() {
 trap cleanup EXIT
 
 cargo build --quiet --bins --examples
-containerd_sock=$("$here/containerd.sh" start "$dir/containerd")
+flavor=2
+if ! "$here/go-tools.sh" containerd >/dev/null; then
+  echo "up: no Go >= 1.26 here: falling back to Debian's containerd 1.6 (past its end of life)" >&2
+  flavor=1.6
+fi
+containerd_sock=$("$here/containerd.sh" start "$dir/containerd" "$flavor")
 registry=$("$here/registry.sh" start "$dir/registry" "$port")
 plain_http_registry "$dir/containerd/certs.d" "$registry"
 

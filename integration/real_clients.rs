@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use crate::support::{oci, RealEnv, Shim};
+use crate::support::{oci, RealEnv, Runtime, Shim};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpcio_gets_from_imageshim_what_containerd_answers() {
@@ -41,6 +41,7 @@ async fn grpcio_gets_from_imageshim_what_containerd_answers() {
         .args(["--auth-registry", &env.auth_registry])
         .args(["--auth-user", &env.auth_user])
         .args(["--silent-registry", &silent])
+        .args(["--unpacked-elsewhere", unpacked_elsewhere(env.runtime)])
         .env("RING_AUTH_PASSWORD", &env.auth_password)
         .output()
         .await
@@ -51,9 +52,18 @@ async fn grpcio_gets_from_imageshim_what_containerd_answers() {
     eprintln!("{}", String::from_utf8_lossy(&output.stderr));
     assert!(
         output.status.success(),
-        "grpcio saw imageshim answer differently from containerd:\n{stdout}"
+        "grpcio saw imageshim answer differently from {:?}:\n{stdout}",
+        env.runtime
     );
-    assert!(stdout.contains("all calls answered as containerd answers them"));
+    assert!(stdout.contains("all calls answered as the runtime answers them"));
+}
+
+/// A handler whose images unpack somewhere the default handler's do not.
+fn unpacked_elsewhere(runtime: Runtime) -> &'static str {
+    match runtime {
+        Runtime::Containerd2 => "runc-native",
+        _ => "",
+    }
 }
 
 /// The sandbox ("pause") image containerd was configured with, a busybox image the

@@ -137,7 +137,7 @@ class Report:
 
     def print(self):
         print(f"\n### authority: {self.mode}\n")
-        print("| call | containerd directly | through imageshim | compared |")
+        print("| call | runtime directly | through imageshim | compared |")
         print("|---|---|---|---|")
         for row in self.rows:
             print("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
