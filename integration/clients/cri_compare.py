@@ -196,6 +196,12 @@ def runtime_calls(report, direct, shim, args):
                 shim.stream(RUNTIME + "GetContainerEvents"), body=lambda msgs: None,
                 message=False)
     report.same("unknown method", *both(RUNTIME + "NoSuchMethodYet"))
+    report.same("unknown ImageService method", *both(IMAGE + "NoSuchMethodYet"))
+    # Server-streaming, added to CRI in 2026: containerd 1.6 lacks it, 2.x serves it.
+    report.same("StreamImages (server-streaming)",
+                direct.stream(IMAGE + "StreamImages", timeout=10.0),
+                shim.stream(IMAGE + "StreamImages", timeout=10.0),
+                body=lambda msgs: msgs and sorted(msgs))
 
 
 def pod_lifecycle(endpoint, image, name):
