@@ -47,6 +47,55 @@ fn check_config_accepts_the_documented_file_and_reports_every_problem() {
 }
 
 #[test]
+fn check_config_prints_where_each_handlers_images_land_and_warns_on_unpack_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let containerd = dir.path().join("containerd.toml");
+    std::fs::write(&containerd, "version = 3\nimports = [\"conf.d/*.toml\"]\n").unwrap();
+    std::fs::create_dir(dir.path().join("conf.d")).unwrap();
+    std::fs::write(
+        dir.path().join("conf.d/kata.toml"),
+        "version = 3\n[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.kata]\n  snapshotter = \"devmapper\"\n",
+    )
+    .unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "socket = \"/run/imageshim/imageshim.sock\"\n[[backend]]\nname = \"c\"\nkind = \"containerd\"\nendpoint = \"unix:///run/containerd/containerd.sock\"\ndefault = true\nruntime_config = {:?}\n",
+            containerd.display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BINARY)
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    for expected in [
+        "conf.d/kata.toml",
+        "handler kata: images land in snapshotter devmapper",
+        "handler runc (default): images land in snapshotter overlayfs",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in {stdout}"
+        );
+    }
+    assert!(
+        stderr.contains(
+            "warning: backend c: handler \"kata\" unpacks into snapshotter \"devmapper\""
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("handler \"runc\""), "{stderr}");
+}
+
+#[test]
 fn serve_reloads_on_sighup_and_removes_its_socket_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("run/imageshim.sock");

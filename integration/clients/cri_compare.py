@@ -99,6 +99,14 @@ def image_calls(report, direct, shim, args):
                     "handlers discovered from the runtime's config; unknown ones refused")
 
 
+def streamed_images(messages):
+    """Every Image of a StreamImages answer, whatever the batches and their order
+    (containerd lists its image store in map order)."""
+    if messages is None:
+        return None
+    return sorted(v for m in messages for n, _, v in pb.fields(m) if n == 1)
+
+
 def not_present(direct, shim):
     if shim.code != C.OK or direct.code != C.OK:
         return f"codes {direct.code.name} / {shim.code.name}"
@@ -201,7 +209,7 @@ def runtime_calls(report, direct, shim, args):
     report.same("StreamImages (server-streaming)",
                 direct.stream(IMAGE + "StreamImages", timeout=10.0),
                 shim.stream(IMAGE + "StreamImages", timeout=10.0),
-                body=lambda msgs: msgs and sorted(msgs))
+                body=streamed_images)
 
 
 def pod_lifecycle(endpoint, image, name):
