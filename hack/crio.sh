@@ -46,8 +46,8 @@ runtime_root = "$dir/runc"
 monitor_path = "$(command -v conmon)"
 [crio.image]
 signature_policy = "$dir/policy.json"
-# Tests add registries (proxies) while CRI-O runs.
-auto_reload_registries = true
+# Tests add registries (proxies) while CRI-O runs and send SIGHUP to reload them.
+auto_reload_registries = false
 pause_image = "${IMAGESHIM_SANDBOX_IMAGE:-registry.k8s.io/pause:3.10}"
 [crio.network]
 network_dir = "$dir/cni/conf"
@@ -76,8 +76,9 @@ start)
   ensure_pkg conmon conmon
   bin=$("$here/go-tools.sh" crio)
   write_config "$bin"
-  CONTAINERS_REGISTRIES_CONF="$dir/registries.conf" \
-    "$bin/crio" --config "$dir/crio.conf" --config-dir "$dir/crio.conf.d" \
+  mkdir -p "$dir/registries.conf.d"
+  "$bin/crio" --config "$dir/crio.conf" --config-dir "$dir/crio.conf.d" \
+    --registries-conf "$dir/registries.conf" --registries-conf-dir "$dir/registries.conf.d" \
     > "$dir/crio.log" 2>&1 &
   echo $! > "$dir/crio.pid"
   # Ready when its socket accepts connections (CRI-O logs no line of its own for it).

@@ -50,7 +50,11 @@ async fn fifty_concurrent_pulls_make_the_registry_serve_the_manifest_once() {
     eprintln!(
         "registry manifest requests for 50 concurrent pulls: imageshim GET {via_gets} HEAD {via_heads}; direct containerd GET {direct_gets} HEAD {direct_heads}"
     );
-    assert_eq!(via_heads, 1, "one resolve through imageshim");
+    // containerd resolves with one HEAD; CRI-O resolves with the GET itself.
+    assert!(
+        via_heads <= 1,
+        "at most one resolve through imageshim: {via_heads}"
+    );
     assert!(via_gets + via_heads <= direct_gets + direct_heads);
 }
 

@@ -161,6 +161,27 @@ fn record_in_matrix(runtime: Runtime, test: &str, what: &str) {
     }
 }
 
+/// True for an image ID as a runtime answers PullImage: `sha256:<64 hex>` (containerd)
+/// or the bare 64 hex (CRI-O).
+pub fn is_image_id(id: &str) -> bool {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// True when a runtime's pull error says the registry refused the credentials
+/// (containerd 1.6: "401 Unauthorized"; 2.x: "no basic auth credentials" or
+/// "401 Unauthorized"; CRI-O: "authentication required").
+pub fn is_auth_refusal(message: &str) -> bool {
+    let message = message.to_lowercase();
+    [
+        "401 unauthorized",
+        "no basic auth credentials",
+        "authentication required",
+    ]
+    .iter()
+    .any(|m| message.contains(m))
+}
+
 /// The real services hack/test.sh started for this run.
 pub struct RealEnv {
     pub runtime: Runtime,
@@ -256,8 +277,7 @@ impl RealEnv {
                 "[[registry]]\nlocation = \"{address}\"\ninsecure = true\n"
             ));
             std::fs::write(&path, text).unwrap();
-            // CRI-O notices the change with inotify; give it a moment.
-            std::thread::sleep(std::time::Duration::from_millis(500));
+            self.reload_crio_registries();
             return;
         }
         let dir = self.runtime_dir.join("certs.d").join(address);
@@ -266,6 +286,34 @@ impl RealEnv {
             "server = \"http://{address}\"\n[host.\"http://{address}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
         );
         std::fs::write(dir.join("hosts.toml"), hosts).unwrap();
+    }
+
+    /// SIGHUP to the shared CRI-O, and waits until it logs the new registry config.
+    fn reload_crio_registries(&self) {
+        let log = self.runtime_dir.join("crio.log");
+        let applied = || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .matches("Applied new registry configuration")
+                .count()
+        };
+        let before = applied();
+        let pid = std::fs::read_to_string(self.runtime_dir.join("crio.pid")).unwrap();
+        let pid: i32 = pid.trim().parse().unwrap();
+        // SAFETY: a plain kill(2) of the CRI-O this run started.
+        assert_eq!(
+            unsafe { libc::kill(pid, libc::SIGHUP) },
+            0,
+            "SIGHUP to crio"
+        );
+        let started = std::time::Instant::now();
+        while applied() == before {
+            assert!(
+                started.elapsed().as_secs() < 10,
+                "CRI-O reloaded its registries"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     /// The `[[backend]]` table for the shared runtime (optionally discovering its
