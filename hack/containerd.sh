@@ -17,9 +17,9 @@ cmd=${1:?start|stop}; dir=${2:?DIR}; flavor=${3:-1.6}
 mkdir -p "$dir"; dir=$(cd "$dir" && pwd)
 sandbox=${IMAGESHIM_SANDBOX_IMAGE:-registry.k8s.io/pause:3.10}
 
-config_v2() {
+# What every version says alike: where its state and sockets are.
+config_common() {
   cat <<TOML
-version = 2
 root = "$dir/root"
 state = "$dir/state"
 [grpc]
@@ -28,6 +28,13 @@ state = "$dir/state"
   address = "$dir/containerd.sock.ttrpc"
 [debug]
   level = "info"
+TOML
+}
+
+config_v2() {
+  echo "version = 2"
+  config_common
+  cat <<TOML
 [plugins."io.containerd.grpc.v1.cri"]
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
@@ -50,17 +57,9 @@ TOML
 }
 
 config_v3() {
+  printf 'version = 3\nimports = ["conf.d/*.toml"]\n'
+  config_common
   cat <<TOML
-version = 3
-root = "$dir/root"
-state = "$dir/state"
-imports = ["conf.d/*.toml"]
-[grpc]
-  address = "$dir/containerd.sock"
-[ttrpc]
-  address = "$dir/containerd.sock.ttrpc"
-[debug]
-  level = "info"
 [plugins.'io.containerd.grpc.v1.cri']
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
@@ -100,7 +99,8 @@ start)
   case "$flavor" in
   1.6)
     ensure_pkg containerd containerd
-    binary=$(command -v containerd)
+    # Debian's, whatever else is on PATH (a containerd 2.x in ~/go/bin, say).
+    binary=/usr/bin/containerd
     config_v2 > "$dir/config.toml"
     ;;
   2)
@@ -127,9 +127,7 @@ start)
 stop)
   stop_pidfile "$dir/containerd.pid"
   # overlayfs snapshots and pod mounts of containerd 2.x stay mounted after it stops.
-  { grep " $dir/" /proc/mounts || true; } | awk '{print $2}' | sort -r | while read -r m; do
-    umount -l "$m" 2>/dev/null || true
-  done
+  unmount_below "$dir"
   ;;
 *) echo "usage: $0 start|stop DIR [1.6|2]" >&2; exit 2 ;;
 esac

@@ -89,9 +89,7 @@ start)
   ;;
 stop)
   stop_pidfile "$dir/crio.pid"
-  { grep " $dir/" /proc/mounts || true; } | awk '{print $2}' | sort -r | while read -r m; do
-    umount -l "$m" 2>/dev/null || true
-  done
+  unmount_below "$dir"
   ;;
 *) echo "usage: $0 start|stop DIR" >&2; exit 2 ;;
 esac

@@ -38,6 +38,13 @@ server = "http://$2"
 TOML
 }
 
+# Unmounts, deepest first, whatever a runtime left mounted below DIR.
+unmount_below() { # unmount_below DIR
+  { grep " $1/" /proc/mounts || true; } | awk '{print $2}' | sort -r | while read -r m; do
+    umount -l "$m" 2>/dev/null || true
+  done
+}
+
 # True when something accepts connections on the unix socket PATH.
 listening() { # listening PATH
   python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])' "$1" 2>/dev/null

@@ -127,12 +127,34 @@ async fn containerd2(test: &str) -> Option<(RealEnv, crate::support::RealTurn, S
     Some((env, turn, shim))
 }
 
-fn fresh_repo(name: &str) -> String {
+/// A repository no earlier run has seen, with an image pushed as `:v1`.
+fn pushed_repo(env: &RealEnv, name: &str) -> String {
     let run = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    format!("it/{name}-{run}")
+    let repo = format!("it/{name}-{run}");
+    oci::build_and_push(&env.registry, &repo, &["v1"], None, None);
+    repo
+}
+
+/// `requests` held together make two backend pulls, and the image ends up unpacked in
+/// both snapshotters.
+async fn two_pulls_two_snapshotters(
+    env: &RealEnv,
+    shim: &Shim,
+    repo: &str,
+    requests: Vec<cri::PullImageRequest>,
+) -> Vec<String> {
+    let (backend_pulls, ids) = held_together(env, shim, repo, requests).await;
+    assert_eq!(
+        backend_pulls, 2,
+        "different snapshotters are different pulls"
+    );
+    assert_eq!(ids[0], ids[1]);
+    assert!(unpacked_in(env, &ids[0], "native"), "native has it");
+    assert!(unpacked_in(env, &ids[0], "overlayfs"), "overlayfs has it");
+    ids
 }
 
 #[tokio::test]
@@ -140,21 +162,13 @@ async fn the_annotation_and_a_plain_pull_land_in_two_snapshotters() {
     let Some((env, _turn, shim)) = containerd2(module_path!()).await else {
         return;
     };
-    let repo = fresh_repo("annotation");
-    oci::build_and_push(&env.registry, &repo, &["v1"], None, None);
+    let repo = pushed_repo(&env, "annotation");
     let image = "REGISTRY/REPO:v1";
     let requests = vec![
         pull_request(image, "", &[(CONTAINERD_ANNOTATION, "runc-native")]),
         pull_request(image, "", &[]),
     ];
-    let (backend_pulls, ids) = held_together(&env, &shim, &repo, requests).await;
-    assert_eq!(
-        backend_pulls, 2,
-        "different snapshotters are different pulls"
-    );
-    assert_eq!(ids[0], ids[1]);
-    assert!(unpacked_in(&env, &ids[0], "native"), "native has it");
-    assert!(unpacked_in(&env, &ids[0], "overlayfs"), "overlayfs has it");
+    two_pulls_two_snapshotters(&env, &shim, &repo, requests).await;
 }
 
 #[tokio::test]
@@ -162,17 +176,13 @@ async fn an_annotation_containerd_does_not_read_changes_nothing() {
     let Some((env, _turn, shim)) = containerd2(module_path!()).await else {
         return;
     };
-    let repo = fresh_repo("unread");
-    oci::build_and_push(&env.registry, &repo, &["v1"], None, None);
+    let repo = pushed_repo(&env, "unread");
     let image = "REGISTRY/REPO:v1";
     let requests = vec![
         pull_request(image, "", &[(READ_BY_NOBODY, "runc-native")]),
         pull_request(image, "runc-native", &[]),
     ];
-    let (backend_pulls, ids) = held_together(&env, &shim, &repo, requests).await;
-    assert_eq!(backend_pulls, 2);
-    assert!(unpacked_in(&env, &ids[0], "native"), "native has it");
-    assert!(unpacked_in(&env, &ids[0], "overlayfs"), "overlayfs has it");
+    two_pulls_two_snapshotters(&env, &shim, &repo, requests).await;
 
     // An unknown handler in an annotation nobody reads is not refused.
     let plain = format!("{}/{repo}:v1", env.registry);
@@ -192,8 +202,7 @@ async fn the_empty_handler_and_the_default_merge_into_one_pull() {
     let Some((env, _turn, shim)) = containerd2(module_path!()).await else {
         return;
     };
-    let repo = fresh_repo("default");
-    oci::build_and_push(&env.registry, &repo, &["v1"], None, None);
+    let repo = pushed_repo(&env, "default");
     let image = "REGISTRY/REPO:v1";
     let requests = vec![
         pull_request(image, "", &[]),
@@ -208,8 +217,7 @@ async fn an_image_is_present_for_a_handler_only_where_it_is_unpacked() {
     let Some((env, _turn, shim)) = containerd2(module_path!()).await else {
         return;
     };
-    let repo = fresh_repo("presence");
-    oci::build_and_push(&env.registry, &repo, &["v1"], None, None);
+    let repo = pushed_repo(&env, "presence");
     let image = format!("{}/{repo}:v1", env.registry);
     let status = |handler: &'static str| {
         let request = cri::ImageStatusRequest {
@@ -258,8 +266,7 @@ async fn handlers_from_imports_and_the_built_in_runc_are_served() {
     let Some((env, _turn, shim)) = containerd2(module_path!()).await else {
         return;
     };
-    let repo = fresh_repo("served");
-    oci::build_and_push(&env.registry, &repo, &["v1"], None, None);
+    let repo = pushed_repo(&env, "served");
     let image = format!("{}/{repo}:v1", env.registry);
     // runc-native is defined in conf.d/, reached through `imports`.
     let _: cri::PullImageResponse = shim
