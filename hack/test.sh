@@ -121,7 +121,7 @@ python3 - "$IMAGESHIM_TEST_MATRIX_LOG" <<'PY'
 import collections, sys
 rows = collections.Counter()
 for line in open(sys.argv[1]):
-    runtime, test, what = line.rstrip("\n").split("\t")
+    runtime, test, what = line.rstrip("\n").split("\t", 2)
     ring = "ring 4 (grpcio)" if "real_clients" in test else "ring 3 (real)"
     rows[(runtime, ring, what)] += 1
 for (runtime, ring, what), n in sorted(rows.items()):
