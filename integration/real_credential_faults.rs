@@ -13,6 +13,8 @@ use crate::real_credentials::{
 use crate::support::RealEnv;
 
 const MARKER: &str = "PLUGIN-OUTPUT-7f3a";
+/// What a failing plugin writes to stderr: imageshim's log may have it, callers never.
+const STDERR_MARKER: &str = "token=PLUGIN-STDERR-5e1b";
 
 /// Credential plugins that fail in every way the issue lists, by name.
 fn faulty_plugins(pidfile: &Path) -> Vec<(&'static str, String)> {
@@ -24,6 +26,10 @@ fn faulty_plugins(pidfile: &Path) -> Vec<(&'static str, String)> {
     vec![
         ("hangs", "cat >/dev/null; sleep 600".into()),
         ("crashes", "cat >/dev/null; kill -SEGV $$".into()),
+        (
+            "stderr-token",
+            format!("cat >/dev/null; echo '{STDERR_MARKER}' >&2; exit 1"),
+        ),
         ("garbage", format!("cat >/dev/null; echo '{MARKER} {{{{{{'")),
         ("huge", "cat >/dev/null; head -c 104857600 /dev/zero".into()),
         (
@@ -126,11 +132,12 @@ fn every_faulty_plugin_is_named(message: &str) {
     let expected = [
         ("hangs", "timed out after 1s"),
         ("crashes", "signal: 11"),
+        ("stderr-token", "exit status: 1"),
         ("garbage", "JSON error"),
         ("huge", "more than 1048576 bytes"),
         ("wrong-api", "does not match the provider's"),
-        ("wrong-kind", "kind \"Nope\""),
-        ("overflow", "cacheDuration: invalid duration"),
+        ("wrong-kind", "kind is not CredentialProviderResponse"),
+        ("overflow", "cacheDuration is not a Go duration"),
         ("forks", "JSON error"),
     ];
     for (name, reason) in expected {
@@ -144,7 +151,7 @@ fn every_faulty_plugin_is_named(message: &str) {
         );
     }
     assert!(
-        !message.contains(MARKER),
+        !message.contains(MARKER) && !message.contains(STDERR_MARKER),
         "no plugin output in the error: {message}"
     );
 }

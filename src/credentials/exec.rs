@@ -13,7 +13,7 @@ use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
-use super::duration::{parse_go_duration, DurationError};
+use super::duration::parse_go_duration;
 use super::keyring::Keyring;
 use super::provider_config::PluginSpec;
 use super::RegistryCredential;
@@ -44,14 +44,15 @@ pub enum PluginError {
     Spawn(#[source] std::sync::Arc<std::io::Error>),
     #[error("plugin timed out after {0:?} and was killed")]
     Timeout(Duration),
-    #[error("plugin exited with {status}; stderr: {stderr:?}")]
-    Exit { status: String, stderr: String },
+    /// Its stderr went to imageshim's own log, never into the error.
+    #[error("plugin exited with {status}")]
+    Exit { status: String },
     #[error("plugin wrote more than {STDOUT_LIMIT} bytes to stdout")]
     StdoutTooLarge,
     #[error("plugin response is not valid: {0}")]
     Invalid(String),
-    #[error("plugin response is not valid: cacheDuration")]
-    CacheDuration(#[source] DurationError),
+    #[error("plugin response is not valid: cacheDuration is not a Go duration")]
+    CacheDuration,
 }
 
 #[derive(Deserialize)]
@@ -86,21 +87,21 @@ pub fn decode_response(stdout: &[u8], api_version: &str) -> Result<PluginRespons
             e.column()
         ))
     })?;
+    // Errors name the field, never its value: plugin output may carry secrets, and
+    // the error reaches the caller (the kubelet puts it in pod events).
     if raw.kind != "CredentialProviderResponse" {
-        return Err(PluginError::Invalid(format!(
-            "kind {:?} is not CredentialProviderResponse",
-            raw.kind
-        )));
+        return Err(PluginError::Invalid(
+            "kind is not CredentialProviderResponse".into(),
+        ));
     }
     if raw.api_version != api_version {
         return Err(PluginError::Invalid(format!(
-            "apiVersion {:?} does not match the provider's {api_version:?}",
-            raw.api_version
+            "apiVersion does not match the provider's {api_version:?}"
         )));
     }
     let cache_key_type = cache_key_type(raw.cache_key_type.as_deref())?;
     let cache_duration = match raw.cache_duration.as_deref() {
-        Some(text) => Some(parse_go_duration(text).map_err(PluginError::CacheDuration)?),
+        Some(text) => Some(parse_go_duration(text).map_err(|_| PluginError::CacheDuration)?),
         None => None,
     };
     let mut keyring = Keyring::default();
@@ -124,9 +125,9 @@ fn cache_key_type(text: Option<&str>) -> Result<CacheKeyType, PluginError> {
         Some("Image") => Ok(CacheKeyType::Image),
         Some("Registry") => Ok(CacheKeyType::Registry),
         Some("Global") => Ok(CacheKeyType::Global),
-        Some(other) => Err(PluginError::Invalid(format!(
-            "cacheKeyType {other:?} is not Image, Registry or Global"
-        ))),
+        Some(_) => Err(PluginError::Invalid(
+            "cacheKeyType is not Image, Registry or Global".into(),
+        )),
         None => Err(PluginError::Invalid("cacheKeyType is required".into())),
     }
 }
@@ -164,9 +165,10 @@ pub async fn run_plugin(
     };
     let status = status.map_err(|e| PluginError::Spawn(e.into()))?;
     if !status.success() {
+        // stderr is for the node's operator: imageshim's log, bounded, never the caller.
+        tracing::warn!(provider = %spec.name, %status, stderr = %truncate(&String::from_utf8_lossy(&err)), "credential plugin failed");
         return Err(PluginError::Exit {
             status: status.to_string(),
-            stderr: truncate(&String::from_utf8_lossy(&err)),
         });
     }
     if out.len() as u64 > STDOUT_LIMIT {
@@ -276,7 +278,7 @@ pub(super) mod tests {
         let cases: [(&str, &str); 6] = [
             (
                 &GOOD.replace("CredentialProviderResponse", "WrongKind"),
-                "kind \"WrongKind\"",
+                "kind is not CredentialProviderResponse",
             ),
             (
                 &GOOD.replace("kubelet.k8s.io/v1\"", "kubelet.k8s.io/v1beta1\""),
@@ -289,12 +291,13 @@ pub(super) mod tests {
             ),
             ("head -c 2000000 /dev/zero", "more than 1048576 bytes"),
             (
-                "echo 'token endpoint refused us' >&2; exit 1",
-                "token endpoint refused us",
+                "echo 'token=s3cr3t-from-stderr' >&2; exit 1",
+                "plugin exited with exit status: 1",
             ),
         ];
         for (body, expected) in cases {
-            let err = run_script(body, second).await.unwrap_err().to_string();
+            let err = run_script(body, second).await.unwrap_err();
+            let err = crate::error_chain(&err);
             assert!(err.contains(expected), "{body}: {err}");
         }
         let started = std::time::Instant::now();
@@ -306,6 +309,30 @@ pub(super) mod tests {
             started.elapsed() < Duration::from_secs(5),
             "killed, not waited for"
         );
+    }
+
+    /// No value a plugin wrote — stderr, kind, apiVersion, cacheKeyType, cacheDuration —
+    /// reaches the error (which reaches the caller); the failure is named by kind.
+    #[tokio::test]
+    async fn plugin_output_never_reaches_the_error() {
+        let second = Duration::from_secs(1);
+        let leaks = [
+            "echo 'token=s3cr3t' >&2; echo 's3cr3t' ; exit 3".to_string(),
+            GOOD.replace("CredentialProviderResponse", "s3cr3t"),
+            GOOD.replace("kubelet.k8s.io/v1\"", "s3cr3t\""),
+            GOOD.replace("\"Registry\"", "\"s3cr3t\""),
+            GOOD.replace(
+                "\"cacheKeyType\"",
+                "\"cacheDuration\":\"s3cr3t\",\"cacheKeyType\"",
+            ),
+            "echo '{\"kind\": s3cr3t}'".to_string(),
+        ];
+        for body in leaks {
+            let err = run_script(&body, second).await.unwrap_err();
+            let chain = crate::error_chain(&err);
+            assert!(!chain.contains("s3cr3t"), "{body}: {chain}");
+            assert!(chain.starts_with("plugin "), "{chain}");
+        }
     }
 
     /// True while `pid` is a live (not zombie) process.

@@ -26,7 +26,14 @@ pub enum WireError {
     FieldPastEnd,
     #[error("malformed protobuf: unsupported wire type {0}")]
     UnsupportedWireType(u64),
+    #[error("malformed protobuf: group of field {0} is not closed as it was opened")]
+    UnbalancedGroup(u32),
+    #[error("malformed protobuf: groups nested deeper than {GROUP_DEPTH_LIMIT}")]
+    GroupsTooDeep,
 }
+
+/// prost's recursion limit, which also bounds nested groups it skips.
+const GROUP_DEPTH_LIMIT: u32 = 100;
 
 /// Wraps one message in a gRPC length-prefixed frame (uncompressed).
 pub fn frame(message: &[u8]) -> Bytes {
@@ -85,34 +92,62 @@ struct RawField<'a> {
 
 fn read_field<'a>(buf: &mut &'a [u8]) -> Result<RawField<'a>, WireError> {
     let start: &'a [u8] = buf;
-    let malformed = WireError::Malformed;
-    let key = decode_varint(buf).map_err(malformed)?;
+    let key = decode_varint(buf).map_err(WireError::Malformed)?;
     let number = (key >> 3) as u32;
-    let payload = match key & 7 {
-        0 => {
-            decode_varint(buf).map_err(malformed)?;
-            None
-        }
-        1 => {
-            take(buf, 8)?;
-            None
-        }
-        2 => {
-            let len = decode_varint(buf).map_err(malformed)? as usize;
-            Some(take(buf, len)?)
-        }
-        5 => {
-            take(buf, 4)?;
-            None
-        }
-        other => return Err(WireError::UnsupportedWireType(other)),
-    };
+    if key & 7 == 4 {
+        // An end-group with no group open: prost refuses it too.
+        return Err(WireError::UnbalancedGroup(number));
+    }
+    let payload = skip_value(buf, number, key & 7, 0)?;
     let used = start.len() - buf.len();
     Ok(RawField {
         number,
         whole: &start[..used],
         payload,
     })
+}
+
+/// Skips one value of `wire_type` (a whole group for 3, as prost skips unknown groups);
+/// the payload of a length-delimited value.
+fn skip_value<'a>(
+    buf: &mut &'a [u8],
+    number: u32,
+    wire_type: u64,
+    depth: u32,
+) -> Result<Option<&'a [u8]>, WireError> {
+    let malformed = WireError::Malformed;
+    match wire_type {
+        0 => decode_varint(buf).map(|_| None).map_err(malformed),
+        1 => take(buf, 8).map(|_| None),
+        2 => {
+            let len = decode_varint(buf).map_err(malformed)? as usize;
+            take(buf, len).map(Some)
+        }
+        3 => skip_group(buf, number, depth + 1).map(|()| None),
+        5 => take(buf, 4).map(|_| None),
+        other => Err(WireError::UnsupportedWireType(other)),
+    }
+}
+
+/// Skips the fields of group `number` up to and including its end-group key.
+fn skip_group(buf: &mut &[u8], number: u32, depth: u32) -> Result<(), WireError> {
+    if depth > GROUP_DEPTH_LIMIT {
+        return Err(WireError::GroupsTooDeep);
+    }
+    loop {
+        if buf.is_empty() {
+            return Err(WireError::FieldPastEnd);
+        }
+        let key = decode_varint(buf).map_err(WireError::Malformed)?;
+        let inner = (key >> 3) as u32;
+        if key & 7 == 4 {
+            return match inner == number {
+                true => Ok(()),
+                false => Err(WireError::UnbalancedGroup(inner)),
+            };
+        }
+        skip_value(buf, inner, key & 7, depth)?;
+    }
 }
 
 fn take<'a>(buf: &mut &'a [u8], len: usize) -> Result<&'a [u8], WireError> {
@@ -161,6 +196,34 @@ mod tests {
     use super::*;
     use crate::cri::{AuthConfig, Image, ImageSpec, ListImagesResponse, PullImageRequest};
     use prost::Message;
+
+    /// Groups (wire types 3 and 4) are skipped as prost skips them: an edited answer
+    /// with a group keeps it byte for byte; unbalanced groups are refused, as prost does.
+    #[test]
+    fn groups_are_skipped_as_prost_skips_them() {
+        let image = Image {
+            id: "sha256:x".into(),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        // Field 5 group holding field 1 varint 7 and a nested field 6 group; then image.
+        let mut message = vec![0x2b, 0x08, 0x07, 0x33, 0x34, 0x2c];
+        append_message_field(&mut message, 1, &image);
+        assert!(
+            ListImagesResponse::decode(message.as_slice()).is_ok(),
+            "prost skips it"
+        );
+        assert!(has_field(&message, 1).unwrap());
+        let edited = rewrite_field(&message, 1, |i| i.to_vec()).unwrap();
+        assert_eq!(edited, message);
+        let lone = [0x2b, 0x2c];
+        assert!(ListImagesResponse::decode(&lone[..]).is_ok());
+        assert!(!has_field(&lone, 1).unwrap());
+        for bad in [&[0x2b, 0x08][..], &[0x2c], &[0x2b, 0x34]] {
+            assert!(ListImagesResponse::decode(bad).is_err(), "{bad:?}");
+            assert!(has_field(bad, 1).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn frame_and_unframe_round_trip_and_refuse_bad_frames() {
