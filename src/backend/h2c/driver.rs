@@ -97,6 +97,10 @@ impl Driver {
         while let Some(frame) = self.next_frame()? {
             let mut state = self.shared.state.lock();
             self.receiver.frame(&mut state, frame)?;
+            if std::mem::take(&mut state.stream_limit_raised) {
+                drop(state);
+                self.shared.slot_freed.notify_waiters();
+            }
         }
         Ok(Poll::Ready(()))
     }

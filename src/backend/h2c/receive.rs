@@ -212,7 +212,11 @@ fn settings(state: &mut State, head: &Head, payload: &[u8]) -> Result {
                 }
                 state.peer_max_frame = value as usize;
             }
-            frame::SETTINGS_MAX_CONCURRENT_STREAMS => state.peer_max_streams = value as usize,
+            frame::SETTINGS_MAX_CONCURRENT_STREAMS => {
+                let value = value as usize;
+                state.stream_limit_raised |= value > state.peer_max_streams;
+                state.peer_max_streams = value;
+            }
             _ => {}
         }
     }

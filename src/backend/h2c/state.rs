@@ -156,6 +156,8 @@ pub(super) struct State {
     pub(super) peer_initial_window: i64,
     pub(super) peer_max_frame: usize,
     pub(super) peer_max_streams: usize,
+    /// The backend raised its stream limit: calls waiting for a slot must try again.
+    pub(super) stream_limit_raised: bool,
     /// Set once the connection failed or closed: no new streams.
     pub(super) failure: Option<Error>,
     /// GOAWAY arrived: no new streams; the open ones finish.
@@ -177,6 +179,7 @@ impl Default for State {
             peer_initial_window: frame::DEFAULT_WINDOW,
             peer_max_frame: frame::DEFAULT_MAX_FRAME,
             peer_max_streams: usize::MAX,
+            stream_limit_raised: false,
             failure: None,
             going_away: false,
             client_gone: false,

@@ -258,3 +258,47 @@ async fn a_backend_that_stops_reading_fails_its_calls_instead_of_queueing_foreve
     assert!(matches!(result, Err(Error::NotReading(_))), "{result:?}");
     assert!(client.is_closed());
 }
+
+/// As a raw peer: reads frames until one of `kind` with all of `flags` arrives; its
+/// stream id.
+async fn next_frame_of(server_io: &mut UnixStream, kind: u8, flags: u8) -> u32 {
+    use tokio::io::AsyncReadExt;
+    loop {
+        let mut head = [0u8; 9];
+        server_io.read_exact(&mut head).await.unwrap();
+        let length = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let mut payload = vec![0u8; length];
+        server_io.read_exact(&mut payload).await.unwrap();
+        if head[3] == kind && head[4] & flags == flags {
+            return u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_raised_stream_limit_wakes_the_calls_waiting_for_a_slot() {
+    use tokio::io::AsyncWriteExt;
+    let (client, mut server_io) = pair();
+    read_preface(&mut server_io).await;
+    let limit = |n: u8| [0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, n];
+    server_io.write_all(&limit(0)).await.unwrap();
+    // The client acknowledges the limit of 0 before the call is made.
+    let ack = next_frame_of(&mut server_io, frame::SETTINGS, frame::ACK);
+    assert_eq!(ack.await, 0);
+    let waiting = client
+        .clone()
+        .send_when_below_limit(request("/svc/Waits", ""));
+    let waiting = tokio::spawn(waiting);
+    let early = tokio::time::timeout(
+        Duration::from_millis(100),
+        next_frame_of(&mut server_io, frame::HEADERS, 0),
+    )
+    .await;
+    assert!(early.is_err(), "no stream may open under a limit of 0");
+    server_io.write_all(&limit(100)).await.unwrap();
+    let opened = tokio::time::timeout(PATIENCE, next_frame_of(&mut server_io, frame::HEADERS, 0))
+        .await
+        .expect("the raised limit woke the waiting call");
+    assert_eq!(opened, 1);
+    drop(waiting);
+}
