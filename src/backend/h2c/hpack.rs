@@ -25,6 +25,8 @@ pub(super) enum HpackError {
     Overflow,
     #[error("dynamic table size update to {0} is over the allowed {TABLE_SIZE}")]
     TableTooLarge(usize),
+    #[error("dynamic table size update after a field (RFC 7541 section 4.2)")]
+    LateSizeUpdate,
     #[error(transparent)]
     Huffman(#[from] HuffmanError),
 }
@@ -217,8 +219,15 @@ impl Decoder {
     ) -> Result<(), HpackError> {
         let mut name = Vec::new();
         let mut value = Vec::new();
+        let mut fields_seen = false;
         while let Some(&first) = block.first() {
-            match representation(first) {
+            let representation = representation(first);
+            let size_update = matches!(representation, Representation::SizeUpdate);
+            if size_update && fields_seen {
+                return Err(HpackError::LateSizeUpdate);
+            }
+            fields_seen |= !size_update;
+            match representation {
                 Representation::Indexed => {
                     let index = read_integer(&mut block, 7)?;
                     field(self.entry(index)?);
@@ -302,25 +311,24 @@ fn entry_size(name: &[u8], value: &[u8]) -> usize {
     name.len() + value.len() + 32
 }
 
+/// An HPACK integer: at most 4 continuation bytes after the prefix, as h2 allows
+/// (values up to about 2^28; nothing imageshim accepts is larger).
 fn read_integer(block: &mut &[u8], prefix_bits: u8) -> Result<usize, HpackError> {
+    const MAX_CONTINUATION: u32 = 4;
     let (&first, mut rest) = block.split_first().ok_or(HpackError::Truncated)?;
     let max = (1usize << prefix_bits) - 1;
     let mut value = usize::from(first) & max;
     if value == max {
-        let mut shift = 0u32;
-        loop {
+        for continuation in 0..MAX_CONTINUATION {
             let (&byte, after) = rest.split_first().ok_or(HpackError::Truncated)?;
             rest = after;
-            let part = usize::from(byte & 0x7f)
-                .checked_shl(shift)
-                .filter(|_| shift <= 28)
-                .ok_or(HpackError::Overflow)?;
-            value = value.checked_add(part).ok_or(HpackError::Overflow)?;
-            shift += 7;
+            value += usize::from(byte & 0x7f) << (7 * continuation);
             if byte & 0x80 == 0 {
-                break;
+                *block = rest;
+                return Ok(value);
             }
         }
+        return Err(HpackError::Overflow);
     }
     *block = rest;
     Ok(value)

@@ -122,3 +122,30 @@ fn an_encoded_request_decodes_to_what_was_given() {
         .any(|w| w[0] == 0x10 && &w[2..] == b"authorizatio");
     assert!(never_indexed, "a sensitive value is sent never-indexed");
 }
+
+/// RFC 7541 section 4.2 and h2's integer limit, checked beside loona-hpack (a
+/// maintained decoder) where it agrees: a size update only before the first field of
+/// a block; at most 4 continuation bytes.
+#[test]
+fn size_updates_come_first_and_integers_stay_within_h2s_limit() {
+    let mut ours = Decoder::default();
+    let late = bytes("822082");
+    assert_eq!(fields(&mut ours, &late), Err(HpackError::LateSizeUpdate));
+    let mut ours = Decoder::default();
+    let early = bytes("208282");
+    assert_eq!(fields(&mut ours, &early).unwrap().len(), 2);
+    // Index 127 + 2^28-ish with 4 continuation bytes decodes (to a bad index here);
+    // a 5th continuation byte is an overflow, as in h2.
+    let four = bytes("ff80808001");
+    assert!(matches!(
+        fields(&mut Decoder::default(), &four),
+        Err(HpackError::BadIndex(_))
+    ));
+    let five = bytes("ff8080808001");
+    assert_eq!(
+        fields(&mut Decoder::default(), &five),
+        Err(HpackError::Overflow)
+    );
+    let mut loona = loona_hpack::Decoder::new();
+    assert!(loona.decode(&five).is_err(), "loona-hpack refuses it too");
+}
