@@ -105,8 +105,14 @@ impl Receiver {
     }
 }
 
-/// Largest header block imageshim takes from the backend.
-const MAX_HEADER_BLOCK: usize = 16 * 1024 * 1024;
+/// Largest header block (as sent, HEADERS and CONTINUATION together) imageshim takes
+/// from the backend.
+const MAX_HEADER_BLOCK: usize = 2 * 1024 * 1024;
+/// Largest decoded header list imageshim keeps for one answer head or trailers,
+/// counted as RFC 7541 counts table entries (name, value and 32 bytes each), as h2
+/// counts its header list size. Past it the stream fails; the block is still decoded
+/// (for the connection's table) but nothing more of it is kept.
+pub(super) const MAX_HEADER_LIST: usize = 1024 * 1024;
 
 /// A decoded header block: `:status`, the fields, the first thing wrong with them.
 #[derive(Default)]
@@ -114,12 +120,24 @@ struct DecodedFields {
     status: Option<StatusCode>,
     fields: HeaderMap,
     problem: Option<&'static str>,
+    /// The decoded size so far.
+    size: usize,
 }
 
 impl DecodedFields {
     fn add(&mut self, field: Field<'_>) {
+        self.size = self
+            .size
+            .saturating_add(field.name.len() + field.value.len() + 32);
+        if self.size > MAX_HEADER_LIST {
+            self.problem
+                .get_or_insert("an answer header list over 1 MiB");
+        }
+        if self.problem.is_some() {
+            return; // the stream fails: keep nothing more
+        }
         if let Some((name, value)) = field.parsed {
-            self.fields.append(name.clone(), value.clone());
+            self.append(name.clone(), value.clone());
             return;
         }
         if field.name == b":status" {
@@ -131,9 +149,17 @@ impl DecodedFields {
             self.problem
                 .get_or_insert("a request pseudo-header in an answer");
         } else if let Some((name, value)) = parse_field(field.name, field.value) {
-            self.fields.append(name, value);
+            self.append(name, value);
         } else {
             self.problem.get_or_insert("an invalid header field");
+        }
+    }
+
+    /// Keeps a field; more fields than a `HeaderMap` holds fail the stream.
+    fn append(&mut self, name: http::HeaderName, value: http::HeaderValue) {
+        if self.fields.try_append(name, value).is_err() {
+            self.problem
+                .get_or_insert("more answer header fields than can be kept");
         }
     }
 }

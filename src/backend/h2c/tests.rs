@@ -302,3 +302,60 @@ async fn a_raised_stream_limit_wakes_the_calls_waiting_for_a_slot() {
     assert_eq!(opened, 1);
     drop(waiting);
 }
+
+/// As a raw peer: writes `block` on `stream` as HEADERS plus CONTINUATION frames of at
+/// most 16 KiB, with `end_stream`.
+async fn write_block(server_io: &mut UnixStream, stream: u32, block: &[u8], end_stream: bool) {
+    use tokio::io::AsyncWriteExt;
+    let chunks: Vec<&[u8]> = block.chunks(16_384).collect();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let kind = if i == 0 {
+            frame::HEADERS
+        } else {
+            frame::CONTINUATION
+        };
+        let mut flags = 0;
+        if i == 0 && end_stream {
+            flags |= frame::END_STREAM;
+        }
+        if i == chunks.len() - 1 {
+            flags |= frame::END_HEADERS;
+        }
+        let len = chunk.len() as u32;
+        let mut head = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+        head.extend_from_slice(&stream.to_be_bytes());
+        server_io.write_all(&head).await.unwrap();
+        server_io.write_all(chunk).await.unwrap();
+    }
+}
+
+/// Header blocks a backend may send that imageshim cannot hold — more distinct names
+/// than a `HeaderMap` takes (it used to panic in the driver), or one entry indexed
+/// until the list decodes past 1 MiB (it used to take a GiB) — fail their stream with a
+/// protocol error; the connection goes on serving.
+#[tokio::test]
+async fn header_blocks_past_the_limits_fail_their_stream_not_the_connection() {
+    let (client, mut server_io) = pair();
+    read_preface(&mut server_io).await;
+    let mut many_names = vec![0x88]; // :status 200
+    for n in 0..24_577 {
+        let name = format!("x-{n:05}");
+        many_names.extend_from_slice(&[0x00, name.len() as u8]);
+        many_names.extend_from_slice(name.as_bytes());
+        many_names.push(0x00);
+    }
+    // One entry added to the table ("x-a": ""), then referenced 100,000 times.
+    let mut indexed = vec![0x88, 0x40, 0x03, b'x', b'-', b'a', 0x00];
+    indexed.extend(std::iter::repeat_n(0xbe, 100_000));
+    for (stream, block) in [(1u32, many_names), (3, indexed)] {
+        let answer = client.send(request("/svc/Big", "")).ok().unwrap();
+        write_block(&mut server_io, stream, &block, true).await;
+        let result = tokio::time::timeout(PATIENCE, answer).await.unwrap();
+        assert!(matches!(result, Err(Error::Protocol(_))), "{result:?}");
+        assert!(!client.is_closed(), "only the stream failed");
+    }
+    let answer = client.send(request("/svc/Fine", "")).ok().unwrap();
+    write_block(&mut server_io, 5, &[0x88], true).await;
+    let answer = tokio::time::timeout(PATIENCE, answer).await.unwrap();
+    assert_eq!(answer.unwrap().status(), StatusCode::OK);
+}
