@@ -141,6 +141,7 @@ impl Driver {
             if self.output.is_empty() {
                 let mut state = self.shared.state.lock();
                 if state.out.is_empty() {
+                    state.control_unwritten = 0;
                     return Ok(Poll::Ready(()));
                 }
                 self.output = state.out.split().freeze();

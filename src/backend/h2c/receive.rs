@@ -8,7 +8,7 @@ use http::{HeaderMap, StatusCode};
 
 use super::frame::{self, Head};
 use super::hpack::{parse_field, Decoder, Field};
-use super::state::{AnswerHead, Error, State};
+use super::state::{AnswerHead, Error, State, MAX_CONTROL_UNWRITTEN};
 
 /// The backend's header compression state and a header block still arriving.
 #[derive(Default)]
@@ -247,6 +247,16 @@ fn settings(state: &mut State, head: &Head, payload: &[u8]) -> Result {
         }
     }
     frame::write(frame::SETTINGS, frame::ACK, 0, &[], &mut state.out);
+    control_reply_queued(state, frame::HEAD_LEN)
+}
+
+/// Counts a queued control-frame reply; a backend that keeps asking for them without
+/// reading them ends its connection.
+fn control_reply_queued(state: &mut State, bytes: usize) -> Result {
+    state.control_unwritten += bytes;
+    if state.control_unwritten > MAX_CONTROL_UNWRITTEN {
+        return Err(Error::NotReading(state.out.len()));
+    }
     Ok(())
 }
 
@@ -256,6 +266,7 @@ fn ping(state: &mut State, head: &Head, payload: &[u8]) -> Result {
     }
     if head.flags & frame::ACK == 0 {
         frame::write(frame::PING, frame::ACK, 0, payload, &mut state.out);
+        return control_reply_queued(state, frame::HEAD_LEN + payload.len());
     }
     Ok(())
 }

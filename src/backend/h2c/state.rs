@@ -40,6 +40,10 @@ pub enum Error {
 /// far above what a reading backend ever leaves queued (its windows, ≤ 16 MiB for
 /// grpc-go, bound the request data in flight). Small in unit tests.
 pub(super) const MAX_UNWRITTEN: usize = if cfg!(test) { 1 } else { 64 } * 1024 * 1024;
+/// Replies to the backend's PING and SETTINGS frames queued while it does not read
+/// them: past this much the connection ends (a peer that pings without reading cannot
+/// grow imageshim's memory).
+pub(super) const MAX_CONTROL_UNWRITTEN: usize = if cfg!(test) { 64 } else { 256 } * 1024;
 
 /// A stream's answer head: status and fields.
 #[derive(Debug)]
@@ -156,6 +160,8 @@ pub(super) struct State {
     pub(super) peer_initial_window: i64,
     pub(super) peer_max_frame: usize,
     pub(super) peer_max_streams: usize,
+    /// Bytes of PING/SETTINGS replies queued since the queue was last empty.
+    pub(super) control_unwritten: usize,
     /// The backend raised its stream limit: calls waiting for a slot must try again.
     pub(super) stream_limit_raised: bool,
     /// Set once the connection failed or closed: no new streams.
@@ -180,6 +186,7 @@ impl Default for State {
             peer_max_frame: frame::DEFAULT_MAX_FRAME,
             peer_max_streams: usize::MAX,
             stream_limit_raised: false,
+            control_unwritten: 0,
             failure: None,
             going_away: false,
             client_gone: false,

@@ -359,3 +359,25 @@ async fn header_blocks_past_the_limits_fail_their_stream_not_the_connection() {
     let answer = tokio::time::timeout(PATIENCE, answer).await.unwrap();
     assert_eq!(answer.unwrap().status(), StatusCode::OK);
 }
+
+/// A backend that sends PINGs without reading the ACKs ends its connection once the
+/// unread replies pass the limit; before, they queued without bound.
+#[tokio::test]
+async fn pings_whose_acks_are_never_read_end_the_connection() {
+    use tokio::io::AsyncWriteExt;
+    let (client, mut server_io) = pair();
+    let answer = client.send(request("/svc/Any", "")).ok().unwrap();
+    read_preface(&mut server_io).await;
+    let ping = [0, 0, 8, 6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+    let pings: Vec<u8> = ping
+        .iter()
+        .copied()
+        .cycle()
+        .take(ping.len() * 60_000)
+        .collect();
+    // The peer writes 1 MB of PINGs and reads nothing back.
+    let _ = tokio::time::timeout(PATIENCE, server_io.write_all(&pings)).await;
+    let result = tokio::time::timeout(PATIENCE, answer).await.unwrap();
+    assert!(matches!(result, Err(Error::NotReading(_))), "{result:?}");
+    assert!(client.is_closed());
+}
