@@ -8,14 +8,17 @@ use http_body_util::{BodyExt, Full};
 use prost::Message;
 use tonic::body::Body;
 
+use super::budget::{BudgetHold, RequestBudget};
 use super::forward::rebuild_request;
 use super::status::CallError;
 use crate::cri::wire;
 
-/// The caller's request, read whole: parts and the framed body bytes.
+/// The caller's request, read whole: parts and the framed body bytes, held against
+/// the connection's request budget while the call lives.
 pub struct UnaryCall {
     pub parts: http::request::Parts,
     pub framed: Bytes,
+    _hold: BudgetHold,
 }
 
 impl UnaryCall {
@@ -25,8 +28,13 @@ impl UnaryCall {
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let (parts, body) = request.into_parts();
-        let framed = read_limited(body).await?;
-        Ok(UnaryCall { parts, framed })
+        let mut hold = BudgetHold::on(parts.extensions.get::<RequestBudget>().cloned());
+        let framed = read_limited(body, &mut hold).await?;
+        Ok(UnaryCall {
+            parts,
+            framed,
+            _hold: hold,
+        })
     }
 
     pub fn decode<M: Message + Default>(&self) -> Result<M, CallError> {
@@ -47,7 +55,7 @@ impl UnaryCall {
 /// Reads a unary request body up to the message limit; a message whose declared length
 /// is over the limit is refused as soon as its 5-byte prefix arrives, so an oversized
 /// request is never buffered.
-async fn read_limited<B>(body: B) -> Result<Bytes, CallError>
+async fn read_limited<B>(body: B, hold: &mut BudgetHold) -> Result<Bytes, CallError>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -60,6 +68,7 @@ where
         let Ok(data) = frame.into_data() else {
             continue;
         };
+        hold.take(data.len())?;
         framed.extend_from_slice(&data);
         let declared = framed
             .get(1..5)
@@ -91,6 +100,7 @@ impl UnaryCall {
         UnaryCall {
             parts,
             framed: wire::frame(message),
+            _hold: BudgetHold::default(),
         }
     }
 }

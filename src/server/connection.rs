@@ -1,6 +1,7 @@
 //! One caller's connection: HTTP/2 served with `h2` directly, with the settings a
-//! grpc-go server would use (no stream limit, 16 MiB of headers) and hyper's windows and
-//! frame size. Every call on the connection is polled inside the connection's own task —
+//! grpc-go server would use (16 MiB of headers), hyper's windows and frame size, at most
+//! 1,024 concurrent streams and a budget for the request bytes its calls buffer
+//! (`budget`). Every call on the connection is polled inside the connection's own task —
 //! no task per stream, no copy of the call's state into one — and a call whose stream
 //! the caller resets is dropped at once, which cancels what it was waiting for (a
 //! backend call, a pull wait). A call that panics is answered `INTERNAL`; the other
@@ -23,6 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tonic::body::Body;
 
+use super::budget::RequestBudget;
 use super::{answer, dispatch, ServerState};
 use crate::h2_body::{send_body, RecvBody, SendableBody};
 
@@ -32,6 +34,8 @@ const MAX_FRAME: u32 = 16 * 1024;
 const MAX_SEND_BUFFER: usize = 400 * 1024;
 const MAX_HEADER_LIST: u32 = 16 * 1024 * 1024;
 const MAX_LOCAL_ERROR_RESETS: usize = 1024;
+/// Streams one caller may have open at once (grpc-go clients queue past it).
+pub(super) const MAX_CONCURRENT_STREAMS: u32 = 1024;
 
 fn http2_server() -> h2::server::Builder {
     let mut builder = h2::server::Builder::new();
@@ -41,6 +45,7 @@ fn http2_server() -> h2::server::Builder {
         .max_frame_size(MAX_FRAME)
         .max_send_buffer_size(MAX_SEND_BUFFER)
         .max_header_list_size(MAX_HEADER_LIST)
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
         .max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESETS));
     builder
 }
@@ -62,6 +67,7 @@ pub(super) async fn serve_connection<T>(
         }
     };
     let mut calls = FuturesUnordered::new();
+    let budget = RequestBudget::default();
     let mut stopping = *stop.borrow();
     if stopping {
         connection.graceful_shutdown();
@@ -79,7 +85,10 @@ pub(super) async fn serve_connection<T>(
             }
             Some(()) = calls.next(), if !calls.is_empty() => {}
             accepted = connection.accept() => match accepted {
-                Some(Ok((request, respond))) => calls.push(serve_call(&state, request, respond)),
+                Some(Ok((mut request, respond))) => {
+                    request.extensions_mut().insert(budget.clone());
+                    calls.push(serve_call(&state, request, respond))
+                }
                 Some(Err(err)) => {
                     tracing::debug!(error = %err, "connection ended with an error");
                     break;

@@ -3,6 +3,7 @@
 
 pub mod answer;
 pub mod authority;
+pub mod budget;
 pub mod call;
 mod connection;
 pub mod forward;

@@ -38,6 +38,8 @@ pub enum CallError {
     },
     #[error("deadline exceeded")]
     DeadlineExceeded,
+    #[error(transparent)]
+    OverBudget(#[from] super::budget::OverBudget),
     /// A status to hand to the caller as it is (usually the backend's own).
     #[error("{}", .0.message())]
     Status(Status),
@@ -53,6 +55,7 @@ impl CallError {
             CallError::Wire(WireError::Compressed) => Code::Unimplemented,
             CallError::Wire(_) | CallError::Body(_) => Code::InvalidArgument,
             CallError::Unavailable { .. } => Code::Unavailable,
+            CallError::OverBudget(_) => Code::ResourceExhausted,
             CallError::DeadlineExceeded => Code::DeadlineExceeded,
             CallError::Status(status) => status.code(),
         }
