@@ -46,6 +46,10 @@ pub(crate) const MAX_FRAME_PAYLOAD: usize = 16 * 1024;
 const HEADER_TABLE_SIZE: usize = 4096;
 /// A header block larger than this is handed to h2 raw (it refuses it itself).
 const MAX_HELD_BLOCK: usize = 17 * 1024 * 1024;
+/// The decoded header list the filter keeps for one block, counted as h2 counts its
+/// header list (name, value and 32 bytes a field): h2's limit on this server. Past it
+/// nothing more is copied and the block goes to h2 as it came, which refuses it.
+pub(crate) const MAX_HEADER_LIST: usize = 16 * 1024 * 1024;
 /// What a refused `:authority` becomes, as grpc-go clients send it.
 pub const REPLACEMENT_AUTHORITY: &[u8] = b"localhost";
 
@@ -210,6 +214,14 @@ impl AuthorityFilter {
     }
 
     fn on_frame_head(&mut self, head: FrameHead, out: &mut BytesMut) {
+        if head.len > MAX_FRAME_PAYLOAD {
+            // Over the frame size this server advertised: h2 must see this frame head
+            // as it came, and answers FRAME_SIZE_ERROR before reading its payload.
+            self.block = None;
+            out.extend_from_slice(&self.held.split());
+            self.phase = Phase::Raw;
+            return;
+        }
         let continues_block = self
             .block
             .as_ref()
@@ -288,11 +300,16 @@ impl AuthorityFilter {
         self.fields.clear();
         let fields = &mut self.fields;
         let mut refused = false;
+        let mut size = 0usize;
         let decoded = self.decoder.decode_with_cb(&block.fragment, |name, value| {
+            size = size.saturating_add(name.len() + value.len() + 32);
+            if size > MAX_HEADER_LIST {
+                return; // decoded for the table only: nothing more is copied
+            }
             refused |= &*name == b":authority" && !is_acceptable_authority(&value);
             fields.push(&name, &value);
         });
-        if decoded.is_err() {
+        if decoded.is_err() || size > MAX_HEADER_LIST {
             self.block = Some(block);
             return self.pass_raw_from_here(out);
         }

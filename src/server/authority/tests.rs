@@ -176,7 +176,16 @@ fn padding_priority_and_continuations_are_understood() {
     payload.extend_from_slice(&[0, 0, 0]);
     let mut input = PREFACE.to_vec();
     input.extend(frame(HEADERS, PADDED | PRIORITY | END_STREAM, 1, &payload));
-    input.extend(frame(CONTINUATION, END_HEADERS, 1, rest));
+    // Continuations within the 16 KiB frame size the server advertises.
+    let pieces: Vec<&[u8]> = rest.chunks(MAX_FRAME_PAYLOAD).collect();
+    for (i, piece) in pieces.iter().enumerate() {
+        let flags = if i + 1 == pieces.len() {
+            END_HEADERS
+        } else {
+            0
+        };
+        input.extend(frame(CONTINUATION, flags, 1, piece));
+    }
     let out = filter_in_chunks(&input, 1000);
     let frames = frames_after_preface(&out);
     assert_eq!(frames[0].0, HEADERS);
@@ -232,4 +241,54 @@ fn after_a_rewrite_what_cannot_be_followed_ends_the_connection() {
         4,
         "settings, rewritten request, data, poison: {frames:?}"
     );
+}
+
+/// Issue 19 row 1: one 4 KiB literal added to the table, then referenced 20,000 times
+/// (80 MB decoded from 40 KB sent). The filter copies at most h2's header-list limit,
+/// then hands the block to h2 as it came (nothing was rewritten), which refuses it.
+#[test]
+fn a_block_decoding_past_the_header_list_limit_is_not_copied_past_it() {
+    let mut block = vec![0x40, 0x03, b'x', b'-', b'a', 0x7f, 0x9f, 0x1e];
+    block.extend(std::iter::repeat_n(0x76, 3998));
+    block.extend(std::iter::repeat_n(0xbe, 20_000));
+    let mut sent = PREFACE.to_vec();
+    sent.extend(frame(0x4, 0, 0, &[]));
+    let chunks: Vec<&[u8]> = block.chunks(MAX_FRAME_PAYLOAD).collect();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let kind = if i == 0 { HEADERS } else { CONTINUATION };
+        let flags = if i + 1 == chunks.len() {
+            END_HEADERS
+        } else {
+            0
+        };
+        sent.extend(frame(kind, flags, 1, chunk));
+    }
+    let mut filter = AuthorityFilter::default();
+    let mut out = BytesMut::new();
+    filter.feed(&sent, &mut out);
+    assert!(
+        filter.fields.bytes.capacity() <= 2 * MAX_HEADER_LIST,
+        "{} bytes copied",
+        filter.fields.bytes.capacity()
+    );
+    assert_eq!(&out[..], &sent[..], "handed to h2 byte for byte");
+    assert!(filter.is_raw());
+}
+
+/// Issue 19 row 3: once blocks are re-encoded, a HEADERS frame over the 16 KiB the
+/// server advertised reaches h2 as it came (h2 answers FRAME_SIZE_ERROR), instead of
+/// being re-split into frames h2 would accept.
+#[test]
+fn an_oversize_frame_reaches_h2_as_it_came() {
+    let mut sent = client_bytes(&[request("/run/containerd/containerd.sock", "/a")]);
+    let oversize = frame(HEADERS, END_HEADERS, 3, &vec![0x82; 20_002]);
+    sent.extend_from_slice(&oversize);
+    let mut filter = AuthorityFilter::default();
+    let mut out = BytesMut::new();
+    filter.feed(&sent, &mut out);
+    assert!(
+        out.ends_with(&oversize),
+        "the oversize frame passes untouched"
+    );
+    assert!(filter.is_raw());
 }
