@@ -4,7 +4,8 @@
 # against three runtimes in turn — Debian's containerd 1.6, containerd 2.x and CRI-O
 # 1.36 (built from their Go modules by hack/go-tools.sh, cached) — each started by a
 # hack/ script on private sockets under a temp dir, with docker-registry (plain and
-# htpasswd) on 127.0.0.1. Prints the runtime × ring matrix at the end.
+# htpasswd) on 127.0.0.1. Prints the runtime × ring matrix, then runs every fuzz target
+# briefly (hack/fuzz) and a 2-minute soak.
 #   IMAGESHIM_RUNTIMES="containerd-1.6 containerd-2 cri-o" (default: all three)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -128,5 +129,7 @@ for (runtime, ring, what), n in sorted(rows.items()):
     print(f"  {runtime:14} {ring:16} {what:15} {n}")
 PY
 echo "tests: $total_passed passed in all"
+echo "== fuzz (every target in fuzz/ for 20 s; hack/fuzz 600 for longer runs)"
+"$here/fuzz" 20
 echo "== soak (2 minutes, debug build; hack/soak 30 for the README figures)"
 IMAGESHIM_SOAK_PROFILE=debug "$here/soak" 2

@@ -212,5 +212,14 @@ impl Resolver {
     }
 }
 
+/// Entry points for the fuzz targets in `fuzz/`; not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// The kubelet's glob match of a credential key label against an image's.
+    pub fn glob_match(pattern: &str, name: &str) -> bool {
+        super::glob::go_match(pattern, name)
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -171,9 +171,12 @@ pub fn rewrite_field(
     while !rest.is_empty() {
         let raw = read_field(&mut rest)?;
         match raw.payload {
-            Some(payload) if raw.number == field => {
-                append_message_field(&mut out, field, &edit(payload))
-            }
+            Some(payload) if raw.number == field => match edit(payload) {
+                // Unchanged: kept exactly as sent (a length written in more bytes than
+                // it needs included).
+                edited if edited == payload => out.extend_from_slice(raw.whole),
+                edited => append_message_field(&mut out, field, &edited),
+            },
             _ => out.extend_from_slice(raw.whole),
         }
     }
@@ -196,6 +199,14 @@ mod tests {
     use super::*;
     use crate::cri::{AuthConfig, Image, ImageSpec, ListImagesResponse, PullImageRequest};
     use prost::Message;
+
+    /// Found by fuzzing: a field left as it was keeps its bytes, even a length written
+    /// in more bytes than it needs.
+    #[test]
+    fn an_unchanged_field_keeps_its_exact_bytes() {
+        let message = [0x0a, 0x80, 0x00, 0x0a, 0x02, 0x0a, 0x00];
+        assert_eq!(rewrite_field(&message, 1, |i| i.to_vec()).unwrap(), message);
+    }
 
     /// Groups (wire types 3 and 4) are skipped as prost skips them: an edited answer
     /// with a group keeps it byte for byte; unbalanced groups are refused, as prost does.

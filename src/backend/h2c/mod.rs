@@ -84,5 +84,53 @@ fn queue_preface(out: &mut BytesMut) {
     frame::write_window_update(0, increment as u32, out);
 }
 
+/// Entry points for the fuzz targets in `fuzz/` (the parsers of backend bytes); not an
+/// API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Decodes `blocks` in turn with one HPACK decoder (its dynamic table carried from
+    /// block to block): each block's fields, or `None` where it does not decode.
+    pub type Fields = Vec<(Vec<u8>, Vec<u8>)>;
+
+    pub fn hpack_blocks(blocks: &[&[u8]]) -> Vec<Option<Fields>> {
+        let mut decoder = super::hpack::Decoder::default();
+        blocks
+            .iter()
+            .map(|block| {
+                let mut fields = Vec::new();
+                decoder
+                    .decode(block, |f| fields.push((f.name.to_vec(), f.value.to_vec())))
+                    .ok()
+                    .map(|()| fields)
+            })
+            .collect()
+    }
+
+    /// A Huffman-coded string decoded, or `None`.
+    pub fn huffman(encoded: &[u8]) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        super::huffman::decode(encoded, &mut out).ok().map(|()| out)
+    }
+
+    /// Frame heads, padding and settings read from arbitrary bytes, as the driver
+    /// reads them: the frames found (kind and payload length).
+    pub fn frames(mut data: &[u8]) -> Vec<(u8, usize)> {
+        use super::frame;
+        let mut found = Vec::new();
+        while data.len() >= frame::HEAD_LEN {
+            let head = frame::Head::parse(data);
+            let end = (frame::HEAD_LEN + head.length).min(data.len());
+            let payload = &data[frame::HEAD_LEN..end];
+            let _ = frame::unpadded(&head, payload);
+            if head.kind == frame::SETTINGS {
+                let _ = frame::settings(payload).count();
+            }
+            found.push((head.kind, head.length));
+            data = &data[end..];
+        }
+        found
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -159,6 +159,12 @@ impl AuthorityFilter {
         self.phase == Phase::Raw
     }
 
+    /// True once the connection's header blocks are re-encoded (a refused
+    /// `:authority` was seen).
+    pub fn rewrites(&self) -> bool {
+        self.reencode
+    }
+
     /// Takes the next bytes the client sent; appends what h2 should read to `out`.
     pub fn feed(&mut self, mut data: &[u8], out: &mut BytesMut) {
         while !data.is_empty() {
@@ -216,8 +222,11 @@ impl AuthorityFilter {
     fn on_frame_head(&mut self, head: FrameHead, out: &mut BytesMut) {
         if head.len > MAX_FRAME_PAYLOAD {
             // Over the frame size this server advertised: h2 must see this frame head
-            // as it came, and answers FRAME_SIZE_ERROR before reading its payload.
-            self.block = None;
+            // as it came (after any block held so far, as it came too, unless blocks
+            // are being re-encoded), and answers FRAME_SIZE_ERROR.
+            if let Some(block) = self.block.take().filter(|_| !self.reencode) {
+                out.extend_from_slice(&block.raw);
+            }
             out.extend_from_slice(&self.held.split());
             self.phase = Phase::Raw;
             return;

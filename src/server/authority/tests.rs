@@ -292,3 +292,17 @@ fn an_oversize_frame_reaches_h2_as_it_came() {
     );
     assert!(filter.is_raw());
 }
+
+/// Found by fuzzing: an oversize frame right after an unfinished HEADERS frame (no
+/// rewriting) must not swallow the held frame: h2 reads both exactly as sent.
+#[test]
+fn an_oversize_frame_after_a_held_block_keeps_the_block() {
+    let mut sent = PREFACE.to_vec();
+    sent.extend(frame(HEADERS, 0, 255, &[]));
+    sent.extend_from_slice(&[0xff, 0xff, 0xff, HEADERS, END_HEADERS, 0, 0, 0, 1]);
+    sent.extend_from_slice(&[0x82; 40]);
+    let mut filter = AuthorityFilter::default();
+    let mut out = BytesMut::new();
+    filter.feed(&sent, &mut out);
+    assert_eq!(&out[..], &sent[..]);
+}
