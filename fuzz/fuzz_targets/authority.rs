@@ -3,7 +3,7 @@
 //! byte; and its output never grows past what re-encoding can add.
 #![no_main]
 use bytes::BytesMut;
-use imageshim::server::authority::AuthorityFilter;
+use imageshim::transport::authority::AuthorityFilter;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

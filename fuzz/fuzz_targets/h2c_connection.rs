@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use imageshim::backend::h2c::Connection;
-use imageshim::quiet_io::QuietUnixStream;
+use imageshim::transport::h2c::Connection;
+use imageshim::transport::quiet_io::QuietUnixStream;
 use libfuzzer_sys::fuzz_target;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

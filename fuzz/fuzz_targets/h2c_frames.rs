@@ -1,7 +1,7 @@
 //! Frame heads, padding and SETTINGS payloads read from arbitrary backend bytes: no
 //! panic, and every frame found lies within the input.
 #![no_main]
-use imageshim::backend::h2c::fuzzing::frames;
+use imageshim::transport::h2c::fuzzing::frames;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

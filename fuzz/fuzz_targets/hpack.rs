@@ -3,7 +3,7 @@
 //! decoders accept a block, they must give the same fields. imageshim may refuse more
 //! (RFC 7541 §4.2, h2's integer limit), never accept differently.
 #![no_main]
-use imageshim::backend::h2c::fuzzing::hpack_blocks;
+use imageshim::transport::h2c::fuzzing::hpack_blocks;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,7 +1,7 @@
 //! Huffman decoding (RFC 7541 appendix B) of backend strings, differential against
 //! loona-hpack's decoder (reached through a literal header field).
 #![no_main]
-use imageshim::backend::h2c::fuzzing::huffman;
+use imageshim::transport::h2c::fuzzing::huffman;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -17,9 +17,9 @@ use http::{Request, Response};
 use parking_lot::Mutex;
 use tokio::net::UnixStream;
 
-use super::h2c::{self, AnswerStream, SendError};
-use crate::h2_body::SendableBody;
-use crate::quiet_io::QuietUnixStream;
+use crate::transport::body::SendableBody;
+use crate::transport::h2c::{self, AnswerStream, SendError};
+use crate::transport::quiet_io::QuietUnixStream;
 
 /// How long a connect may take before the call is answered `Unavailable`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

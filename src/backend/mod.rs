@@ -6,7 +6,6 @@ pub mod connection;
 pub mod content;
 pub mod discovery;
 pub mod endpoint;
-pub mod h2c;
 pub mod handler;
 pub mod health;
 pub mod landing;
@@ -92,7 +91,7 @@ impl Backend {
 
     /// Starts a forwarded call on the backend's HTTP/2 connection (see
     /// `Http2Connection::send`); the answer's body streams.
-    pub fn send<B: crate::h2_body::SendableBody>(
+    pub fn send<B: crate::transport::body::SendableBody>(
         &self,
         request: http::Request<B>,
     ) -> connection::Sending {

@@ -26,13 +26,13 @@ use tonic::body::Body;
 
 use super::budget::RequestBudget;
 use super::{answer, dispatch, ServerState};
-use crate::h2_body::{send_body, RecvBody, SendableBody};
+use crate::transport::body::{send_body, RecvBody, SendableBody};
 
 /// Flow-control windows, frame and send-buffer sizes as hyper's server sets them.
 const WINDOW: u32 = 1024 * 1024;
 const MAX_FRAME: u32 = 16 * 1024;
 const MAX_SEND_BUFFER: usize = 400 * 1024;
-const MAX_HEADER_LIST: u32 = super::authority::MAX_HEADER_LIST as u32;
+const MAX_HEADER_LIST: u32 = crate::transport::authority::MAX_HEADER_LIST as u32;
 const MAX_LOCAL_ERROR_RESETS: usize = 1024;
 /// Streams one caller may have open at once (grpc-go clients queue past it).
 pub(super) const MAX_CONCURRENT_STREAMS: u32 = 1024;

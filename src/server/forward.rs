@@ -15,9 +15,9 @@ use tonic::body::Body;
 
 use super::answer::Answer;
 use super::status::CallError;
-use crate::backend::h2c::AnswerStream;
 use crate::backend::Backend;
-use crate::h2_body::SendableBody;
+use crate::transport::body::SendableBody;
+use crate::transport::h2c::AnswerStream;
 
 /// Sends `request` to `backend` and returns its response, streaming. The request is
 /// handed to the backend's connection now; the future holds only what waits for the

@@ -11,11 +11,11 @@ use super::forward::{forward, forward_streamed, CollectedResponse};
 use super::pinned::{is_pinned, Pin};
 use super::status::CallError;
 use super::ServerState;
-use crate::backend::h2c::AnswerStream;
 use crate::backend::landing::status_snapshotter;
 use crate::cri::{self, paths, wire, ImageSpec};
-use crate::h2_body::AnswerBody;
 use crate::reference::Reference;
+use crate::transport::body::AnswerBody;
+use crate::transport::h2c::AnswerStream;
 
 /// The intercepted ImageService methods: the one list of what `handle` serves itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

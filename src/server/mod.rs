@@ -2,7 +2,6 @@
 //! an intercepted ImageService handler or to verbatim forwarding. Decides no policy.
 
 pub mod answer;
-pub mod authority;
 pub mod budget;
 pub mod call;
 mod connection;
@@ -27,9 +26,9 @@ use tonic::body::Body;
 
 use crate::backend::BackendSet;
 use crate::credentials::Resolver;
-use crate::h2_body::{AnswerBody, RecvBody};
-use crate::quiet_io::QuietUnixStream;
 use crate::telemetry::grpc::{GrpcMetrics, Method, ObservedBody};
+use crate::transport::body::{AnswerBody, RecvBody};
+use crate::transport::quiet_io::QuietUnixStream;
 use status::CallError;
 
 /// What every call can reach.
@@ -136,7 +135,7 @@ pub async fn serve(
             _ = &mut shutdown => break,
         };
         let stream = match QuietUnixStream::from_tokio(stream) {
-            Ok(stream) => authority::AuthorityFixingStream::new(stream),
+            Ok(stream) => crate::transport::authority::AuthorityFixingStream::new(stream),
             Err(err) => {
                 tracing::warn!(error = %err, "cannot register an accepted connection");
                 continue;

@@ -11,7 +11,7 @@ use super::forward::CollectedResponse;
 use super::status::CallError;
 use crate::backend::Backend;
 use crate::cri::{wire, ImageStatusResponse};
-use crate::h2_body::AnswerBody;
+use crate::transport::body::AnswerBody;
 
 /// The answer as it is when the image is unpacked in `snapshotter`, else an empty
 /// ImageStatusResponse with the backend's own metadata.

@@ -14,7 +14,7 @@ use http::HeaderMap;
 use http_body::{Body as HttpBody, Frame};
 use tonic::body::Body;
 
-use crate::backend::h2c::AnswerStream;
+use crate::transport::h2c::AnswerStream;
 
 /// A body that can be sent on an h2 stream from any task: the caller's or the
 /// backend's stream as it arrives, or a body imageshim made.

@@ -24,7 +24,7 @@ use tokio::sync::Notify;
 pub use state::Error;
 pub use streams::{AnswerStream, ResponseFuture, SendError};
 
-use crate::quiet_io::QuietUnixStream;
+use crate::transport::quiet_io::QuietUnixStream;
 use state::{State, CONNECTION_WINDOW, STREAM_WINDOW};
 
 /// The connection state its callers and its driver share.

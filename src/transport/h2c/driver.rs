@@ -16,7 +16,7 @@ use super::frame::{self, Head};
 use super::receive::Receiver;
 use super::state::Error;
 use super::Shared;
-use crate::quiet_io::QuietUnixStream;
+use crate::transport::quiet_io::QuietUnixStream;
 
 /// The input buffer's size: large against a frame, so the copy of a partial frame to a
 /// fresh buffer (when the frames before it are still being handed on) is rare.

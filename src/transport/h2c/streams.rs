@@ -15,7 +15,7 @@ use http_body::{Body as HttpBody, Frame};
 use super::frame::{self, Head};
 use super::state::{Error, State, Stream, MAX_UNWRITTEN};
 use super::{hpack, Connection, Shared};
-use crate::h2_body::SendableBody;
+use crate::transport::body::SendableBody;
 
 /// Why a call did not start; the request comes back, untouched.
 #[derive(Debug)]
