@@ -281,3 +281,42 @@ async fn buffered_request_bytes_per_connection_stay_within_the_budget() {
     // (debug build); before the budget this reached ~490 MiB.
     assert!(peak < 160 * 1024, "peak RSS {peak} KiB");
 }
+
+/// Issue 19 row 1: a 266 KB header block (one 4 KiB literal added to the table, then
+/// referenced 262,144 times) decodes to 1 GiB. The `:authority` filter copies at most
+/// h2's 16 MiB header-list limit of it, so the process stays small (before: 2.0 GiB,
+/// still held after the client left).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_block_that_decodes_to_a_gib_costs_at_most_its_limit() {
+    let backend = FakeBackend::start(handler(|_| async {
+        reply(&cri::VersionResponse::default())
+    }))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (shim, socket) = serve(dir.path(), &backend.socket);
+    let pid = shim.0.id().to_string();
+    let client = CriClient::new(&socket);
+    answered_promptly(&client, Duration::from_secs(5)).await;
+    let mut block = vec![0x40, 0x03, b'x', b'-', b'a', 0x7f, 0x9f, 0x1e];
+    block.extend(std::iter::repeat_n(0x76, 3998));
+    block.extend(std::iter::repeat_n(0xbe, 262_144));
+    let mut bytes = PREFACE.to_vec();
+    bytes.extend(frame_bytes(0x4, 0, 0, &[]));
+    let chunks: Vec<&[u8]> = block.chunks(16_384).collect();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let kind = if i == 0 { 0x1 } else { 0x9 };
+        let flags = if i + 1 == chunks.len() { 0x4 } else { 0 };
+        bytes.extend(frame_bytes(kind, flags, 1, chunk));
+    }
+    let mut hostile = UnixStream::connect(&socket).await.unwrap();
+    let _ = hostile.write_all(&bytes).await;
+    let mut peak = 0;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        peak = peak.max(rss_kib(&pid));
+    }
+    answered_promptly(&client, Duration::from_secs(2)).await;
+    drop(hostile);
+    println!("a header block decoding to 1 GiB: peak RSS {peak} KiB");
+    assert!(peak < 100 * 1024, "peak RSS {peak} KiB");
+}

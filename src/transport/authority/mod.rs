@@ -22,8 +22,8 @@
 
 use std::ops::Range;
 
+use super::h2c::hpack::Decoder;
 use bytes::{BufMut, BytesMut};
-use loona_hpack::Decoder;
 
 mod frames;
 mod io;
@@ -42,8 +42,6 @@ const PADDED: u8 = 0x8;
 const PRIORITY: u8 = 0x20;
 /// SETTINGS_MAX_FRAME_SIZE of the server (the HTTP/2 default, never raised here).
 pub(crate) const MAX_FRAME_PAYLOAD: usize = 16 * 1024;
-/// SETTINGS_HEADER_TABLE_SIZE of the server (the HTTP/2 default).
-const HEADER_TABLE_SIZE: usize = 4096;
 /// A header block larger than this is handed to h2 raw (it refuses it itself).
 const MAX_HELD_BLOCK: usize = 17 * 1024 * 1024;
 /// The decoded header list the filter keeps for one block, counted as h2 counts its
@@ -133,20 +131,20 @@ pub struct AuthorityFilter {
     /// Bytes of the current preface, frame header or header frame.
     held: BytesMut,
     block: Option<HeldBlock>,
-    decoder: Decoder<'static>,
+    /// The client's HPACK table as h2 would keep it (the same decoder h2c uses:
+    /// RFC 7541 §4.2 and h2's integer limit).
+    decoder: Decoder,
     fields: Fields,
     reencode: bool,
 }
 
 impl Default for AuthorityFilter {
     fn default() -> Self {
-        let mut decoder = Decoder::new();
-        decoder.set_max_allowed_table_size(HEADER_TABLE_SIZE);
         AuthorityFilter {
             phase: Phase::Preface,
             held: BytesMut::new(),
             block: None,
-            decoder,
+            decoder: Decoder::default(),
             fields: Fields::default(),
             reencode: false,
         }
@@ -310,13 +308,14 @@ impl AuthorityFilter {
         let fields = &mut self.fields;
         let mut refused = false;
         let mut size = 0usize;
-        let decoded = self.decoder.decode_with_cb(&block.fragment, |name, value| {
+        let decoded = self.decoder.decode(&block.fragment, |field| {
+            let (name, value) = (field.name, field.value);
             size = size.saturating_add(name.len() + value.len() + 32);
             if size > MAX_HEADER_LIST {
                 return; // decoded for the table only: nothing more is copied
             }
-            refused |= &*name == b":authority" && !is_acceptable_authority(&value);
-            fields.push(&name, &value);
+            refused |= name == b":authority" && !is_acceptable_authority(value);
+            fields.push(name, value);
         });
         if decoded.is_err() || size > MAX_HEADER_LIST {
             self.block = Some(block);

@@ -306,3 +306,37 @@ fn an_oversize_frame_after_a_held_block_keeps_the_block() {
     filter.feed(&sent, &mut out);
     assert_eq!(&out[..], &sent[..]);
 }
+
+/// Issue 19 row 10: the filter decodes with imageshim's RFC 7541 §4.2 decoder, so a
+/// size update after a field is refused here as h2 would refuse it — never dropped by
+/// re-encoding. On a rewriting connection h2 then gets a block no table decodes.
+#[test]
+fn a_late_size_update_is_refused_not_re_encoded_away() {
+    let mut sent = client_bytes(&[request("/run/containerd/containerd.sock", "/a")]);
+    sent.extend(frame(
+        HEADERS,
+        END_HEADERS | END_STREAM,
+        3,
+        &[0x82, 0x20, 0x82],
+    ));
+    let mut filter = AuthorityFilter::default();
+    let mut out = BytesMut::new();
+    filter.feed(&sent, &mut out);
+    let poison = [
+        0,
+        0,
+        1,
+        HEADERS,
+        END_HEADERS | END_STREAM,
+        0x7f,
+        0xff,
+        0xff,
+        0xff,
+        0x80,
+    ];
+    assert!(
+        out.ends_with(&poison),
+        "h2 is handed a block it cannot decode"
+    );
+    assert!(filter.is_raw());
+}

@@ -12,11 +12,11 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use super::huffman::{self, HuffmanError};
 
 /// The dynamic table size imageshim allows the backend (the protocol's default).
-pub(super) const TABLE_SIZE: usize = 4096;
+pub(crate) const TABLE_SIZE: usize = 4096;
 
 /// Why a header block cannot be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(super) enum HpackError {
+pub(crate) enum HpackError {
     #[error("header block ends inside a field")]
     Truncated,
     #[error("header block uses index {0}, which no table holds")]
@@ -154,7 +154,7 @@ fn integer(value: usize, prefix_bits: u8, flags: u8, out: &mut BytesMut) {
 
 /// The backend's header compression state: its dynamic table.
 #[derive(Debug, Default)]
-pub(super) struct Decoder {
+pub(crate) struct Decoder {
     table: VecDeque<Entry>,
     size: usize,
     max_size: Option<usize>,
@@ -171,9 +171,9 @@ struct Entry {
 
 /// One decoded field: its bytes, and its parsed form when a table entry holds one.
 #[derive(Clone, Copy)]
-pub(super) struct Field<'a> {
-    pub(super) name: &'a [u8],
-    pub(super) value: &'a [u8],
+pub(crate) struct Field<'a> {
+    pub(crate) name: &'a [u8],
+    pub(crate) value: &'a [u8],
     pub(super) parsed: Option<&'a (HeaderName, HeaderValue)>,
 }
 
@@ -212,7 +212,7 @@ fn representation(first: u8) -> Representation {
 
 impl Decoder {
     /// Decodes one whole header block, handing every field to `field` in order.
-    pub(super) fn decode(
+    pub(crate) fn decode(
         &mut self,
         mut block: &[u8],
         mut field: impl FnMut(Field<'_>),

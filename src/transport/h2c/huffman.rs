@@ -23,7 +23,7 @@ const MAX_LENGTH: usize = 30;
 
 /// Why a Huffman string cannot be decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub(super) enum HuffmanError {
+pub(crate) enum HuffmanError {
     #[error("huffman string contains the end-of-string symbol")]
     EndOfStringInside,
     #[error("huffman string has invalid padding")]

@@ -9,7 +9,7 @@
 
 mod driver;
 mod frame;
-mod hpack;
+pub(crate) mod hpack;
 mod huffman;
 mod receive;
 mod state;
