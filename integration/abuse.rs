@@ -69,6 +69,18 @@ fn serve(dir: &Path, backend: &Path) -> (Serving, std::path::PathBuf) {
     (Serving(child), socket)
 }
 
+/// The real binary in front of a fake backend that answers every call.
+async fn serve_with_fake_backend() -> (FakeBackend, tempfile::TempDir, Serving, std::path::PathBuf)
+{
+    let backend = FakeBackend::start(handler(|_| async {
+        reply(&cri::VersionResponse::default())
+    }))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (shim, socket) = serve(dir.path(), &backend.socket);
+    (backend, dir, shim, socket)
+}
+
 /// A well-behaved caller is answered within `limit`.
 async fn answered_promptly(client: &CriClient, limit: Duration) {
     let started = Instant::now();
@@ -228,12 +240,7 @@ mod tokio_stream_like {
 /// debug build).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn buffered_request_bytes_per_connection_stay_within_the_budget() {
-    let backend = FakeBackend::start(handler(|_| async {
-        reply(&cri::VersionResponse::default())
-    }))
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let (shim, socket) = serve(dir.path(), &backend.socket);
+    let (_backend, _dir, shim, socket) = serve_with_fake_backend().await;
     let pid = shim.0.id().to_string();
     let io = hyper_util::rt::TokioIo::new(UnixStream::connect(&socket).await.unwrap());
     let (client, connection) =
@@ -288,12 +295,7 @@ async fn buffered_request_bytes_per_connection_stay_within_the_budget() {
 /// still held after the client left).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_header_block_that_decodes_to_a_gib_costs_at_most_its_limit() {
-    let backend = FakeBackend::start(handler(|_| async {
-        reply(&cri::VersionResponse::default())
-    }))
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let (shim, socket) = serve(dir.path(), &backend.socket);
+    let (_backend, _dir, shim, socket) = serve_with_fake_backend().await;
     let pid = shim.0.id().to_string();
     let client = CriClient::new(&socket);
     answered_promptly(&client, Duration::from_secs(5)).await;

@@ -48,6 +48,20 @@ const MAX_HELD_BLOCK: usize = 17 * 1024 * 1024;
 /// header list (name, value and 32 bytes a field): h2's limit on this server. Past it
 /// nothing more is copied and the block goes to h2 as it came, which refuses it.
 pub(crate) const MAX_HEADER_LIST: usize = 16 * 1024 * 1024;
+/// A HEADERS frame whose block no HPACK table decodes (index 0): h2 answers it by
+/// ending the connection with COMPRESSION_ERROR.
+const UNDECODABLE_BLOCK: [u8; 10] = [
+    0,
+    0,
+    1,
+    HEADERS,
+    END_HEADERS | END_STREAM,
+    0x7f,
+    0xff,
+    0xff,
+    0xff,
+    0x80,
+];
 /// What a refused `:authority` becomes, as grpc-go clients send it.
 pub const REPLACEMENT_AUTHORITY: &[u8] = b"localhost";
 
@@ -344,18 +358,7 @@ impl AuthorityFilter {
             self.block = None;
             self.held.clear();
             self.phase = Phase::Raw;
-            out.put_slice(&[
-                0,
-                0,
-                1,
-                HEADERS,
-                END_HEADERS | END_STREAM,
-                0x7f,
-                0xff,
-                0xff,
-                0xff,
-                0x80,
-            ]);
+            out.put_slice(&UNDECODABLE_BLOCK);
             return;
         }
         if let Some(block) = self.block.take() {
