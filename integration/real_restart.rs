@@ -145,7 +145,18 @@ impl Load {
                             Ok(Ok(Ok(answer))) if answer.status().0 == "0" => {
                                 ok.fetch_add(1, SeqCst)
                             }
-                            _ => failed.fetch_add(1, SeqCst),
+                            Ok(Ok(Ok(answer))) => {
+                                eprintln!("failed call: answered {:?}", answer.status());
+                                failed.fetch_add(1, SeqCst)
+                            }
+                            Ok(Ok(Err(err))) => {
+                                eprintln!("failed call: {err:?}");
+                                failed.fetch_add(1, SeqCst)
+                            }
+                            other => {
+                                eprintln!("failed call: {:?}", other.map(|_| ()));
+                                failed.fetch_add(1, SeqCst)
+                            }
                         };
                     }
                 })
