@@ -67,6 +67,10 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 
+echo "== cargo build --release (the memory bounds in integration/abuse.rs are measured on it)"
+cargo build --release --locked --bin imageshim
+export IMAGESHIM_TEST_RELEASE_BINARY="$root/target/release/imageshim"
+
 # Starts runtime $1 under $work/$1 and prints its directory.
 start_runtime() {
   local dir="$work/$1"
