@@ -72,7 +72,7 @@ pub async fn try_raw_call(
     let response = sender
         .send_request(request.body(Full::new(framed)).unwrap())
         .await
-        .map_err(|e| match refused_by_goaway(&e) {
+        .map_err(|e| match refused_by_goaway(&e) || closed_while_sending(&e) {
             true => never(&e),
             false => CallFailure::Failed(e),
         })?;
@@ -89,6 +89,22 @@ pub async fn try_raw_call(
 fn refused_by_goaway(err: &hyper::Error) -> bool {
     let h2 = std::error::Error::source(err).and_then(|s| s.downcast_ref::<h2::Error>());
     h2.is_some_and(|e| e.is_go_away() && e.is_remote())
+}
+
+/// True when the request could not be written because the server had closed the
+/// connection: a stopping server sends GOAWAY before closing, and a gRPC client reads
+/// it and retries the call on a new connection (hyper reports the write error first).
+fn closed_while_sending(err: &hyper::Error) -> bool {
+    let io = std::error::Error::source(err).and_then(|s| s.downcast_ref::<std::io::Error>());
+    let h2_io = std::error::Error::source(err)
+        .and_then(|s| s.downcast_ref::<h2::Error>())
+        .and_then(h2::Error::get_io);
+    io.or(h2_io).is_some_and(|e| {
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+        )
+    })
 }
 
 /// A PullImage carrying a `grpc-timeout` the client does not enforce itself, as grpc-go
