@@ -72,10 +72,12 @@ pub async fn try_raw_call(
     let response = sender
         .send_request(request.body(Full::new(framed)).unwrap())
         .await
-        .map_err(|e| match refused_by_goaway(&e) || closed_while_sending(&e) {
-            true => never(&e),
-            false => CallFailure::Failed(e),
-        })?;
+        .map_err(
+            |e| match refused_by_goaway(&e) || closed_while_sending(&e) {
+                true => never(&e),
+                false => CallFailure::Failed(e),
+            },
+        )?;
     let (parts, body) = response.into_parts();
     let collected = body.collect().await.map_err(CallFailure::Failed)?;
     Ok(RawResponse {
