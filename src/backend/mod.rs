@@ -56,13 +56,16 @@ impl Backend {
             backend: name.to_string(),
             source,
         })?;
+        // One lazily connected channel for imageshim's own calls (probes, content
+        // store, snapshots).
+        let channel = channel::unix_channel(path.clone());
         Ok(Backend {
             name: name.to_string(),
             kind,
             endpoint: endpoint.to_string(),
             connection: Arc::new(connection::Http2Connection::new(path.clone())),
-            unpacked: unpacked::UnpackedCheck::new(channel::unix_channel(path.clone())),
-            channel: channel::unix_channel(path),
+            unpacked: unpacked::UnpackedCheck::new(channel.clone()),
+            channel,
             catalog,
             family: parking_lot::Mutex::new(None),
         })

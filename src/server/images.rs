@@ -93,13 +93,17 @@ async fn image_status(
     let view: cri::ImageStatusRequest = call.decode()?;
     let handler = cri::spec_handler(view.image.as_ref());
     let backend = state.backends.route(handler)?;
-    let family = backend.family().await;
-    match status_snapshotter(family, backend.catalog.as_ref(), handler) {
-        None => forward_and_mark(state, call, handler, true).await,
+    // Only a named handler can need the snapshotter check (and the runtime's family).
+    let snapshotter = match handler.is_empty() {
+        true => None,
+        false => status_snapshotter(backend.family().await, backend.catalog.as_ref(), handler)
+            .map(str::to_string),
+    };
+    let answer = forward_and_mark(state, backend, call, handler, true).await;
+    match snapshotter {
+        None => answer,
         Some(snapshotter) => {
-            let snapshotter = snapshotter.to_string();
-            let answer = forward_and_mark(state, call, handler, true).await?;
-            made(super::presence::present_in(backend, answer, &snapshotter).await)
+            made(super::presence::present_in(backend, answer?, &snapshotter).await)
         }
     }
 }
@@ -114,18 +118,19 @@ async fn list_images(
     if handler.is_empty() && state.backends.all().len() > 1 {
         return made(list_images_everywhere(state, &call).await);
     }
-    forward_and_mark(state, call, &handler, false).await
+    let backend = state.backends.route(&handler)?;
+    forward_and_mark(state, backend, call, &handler, false).await
 }
 
-/// Forwards an ImageStatus (`single`) or ListImages call to the backend serving
-/// `handler`; the answer streams back as it is unless it has images to mark.
+/// Forwards an ImageStatus (`single`) or ListImages call to `backend` (the one serving
+/// `handler`); the answer streams back as it is unless it has images to mark.
 async fn forward_and_mark(
     state: &ServerState,
+    backend: &std::sync::Arc<crate::backend::Backend>,
     call: UnaryCall,
     handler: &str,
     single: bool,
 ) -> Result<Response<AnswerBody>, CallError> {
-    let backend = state.backends.route(handler)?;
     let response = forward_streamed(backend, call.into_request()).await?;
     let pins = state.pinned.on_backend(&backend.name);
     if handler.is_empty() && pins.is_empty() {
