@@ -6,6 +6,8 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(chain) = top_chain_id("sha256:fuzz", data) {
-        assert!(!chain.is_empty());
+        let (algorithm, encoded) = chain.split_once(':').expect("a digest");
+        assert!(algorithm == "sha256" || algorithm == "sha512");
+        assert!(encoded.len() >= 64);
     }
 });

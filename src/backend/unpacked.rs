@@ -33,6 +33,8 @@ pub enum UnpackedError {
     },
     #[error("image config {digest} lists no layers")]
     NoLayers { digest: String },
+    #[error("image config {digest} has a diff_id that is not a digest")]
+    BadDiffId { digest: String },
     #[error("containerd snapshots service")]
     Snapshots(#[source] tonic::Status),
 }
@@ -111,6 +113,11 @@ pub fn top_chain_id(digest: &str, config: &[u8]) -> Result<String, UnpackedError
             digest: digest.to_string(),
             source,
         })?;
+    if !parsed.rootfs.diff_ids.iter().all(|id| is_digest(id)) {
+        return Err(UnpackedError::BadDiffId {
+            digest: digest.to_string(),
+        });
+    }
     let mut layers = parsed.rootfs.diff_ids.into_iter();
     let mut chain = layers.next().ok_or_else(|| UnpackedError::NoLayers {
         digest: digest.to_string(),
@@ -120,6 +127,25 @@ pub fn top_chain_id(digest: &str, config: &[u8]) -> Result<String, UnpackedError
         chain = format!("sha256:{}", hex_lower(&next));
     }
     Ok(chain)
+}
+
+/// `algorithm:encoded` as the OCI image spec's digest grammar allows it, with the
+/// registered algorithms' exact lengths (containerd refuses anything else).
+fn is_digest(text: &str) -> bool {
+    let Some((algorithm, encoded)) = text.split_once(':') else {
+        return false;
+    };
+    let hex = |len: usize| {
+        encoded.len() == len
+            && encoded
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    match algorithm {
+        "sha256" => hex(64),
+        "sha512" => hex(128),
+        _ => false,
+    }
 }
 
 fn hex_lower(bytes: &[u8]) -> String {
@@ -141,5 +167,13 @@ mod tests {
         assert_eq!(top_chain_id("c", two.as_bytes()).unwrap(), want);
         assert!(top_chain_id("c", br#"{"rootfs":{"diff_ids":[]}}"#).is_err());
         assert!(top_chain_id("c", b"not json").is_err());
+        // Found by the image_config fuzz target: an empty diff_id gave an empty chain ID.
+        let empty = br#"{"rootfs":{"type":"lA9ers","diff_ids":[""]}}"#;
+        assert!(matches!(
+            top_chain_id("c", empty),
+            Err(UnpackedError::BadDiffId { .. })
+        ));
+        let short = br#"{"rootfs":{"diff_ids":["sha256:abc"]}}"#;
+        assert!(top_chain_id("c", short).is_err());
     }
 }
