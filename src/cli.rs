@@ -9,7 +9,7 @@ pub const DEFAULT_CONFIG: &str = "/etc/imageshim/config.toml";
 #[derive(Debug, Parser)]
 #[command(
     name = "imageshim",
-    version,
+    version = env!("IMAGESHIM_VERSION_LINE"),
     about = "CRI image-service shim in front of containerd or CRI-O"
 )]
 pub struct Cli {
