@@ -54,6 +54,9 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
     for line in handlers {
         println!("{line}");
     }
+    for line in imageshim::credentials::Resolver::describe(&loaded.credentials.sources()) {
+        println!("{line}");
+    }
     for warning in warnings {
         eprintln!("warning: {warning}");
     }

@@ -19,6 +19,7 @@ use std::time::Duration;
 use crate::cri::AuthConfig;
 use keyring::FileKeyring;
 use provider::Provider;
+use provider_config::ProviderSet;
 
 /// One username/password (or identity token) for a registry.
 #[derive(Clone, PartialEq, Eq, Default)]
@@ -126,13 +127,18 @@ pub struct Resolver {
 impl Resolver {
     /// Loads the provider config (refusing what the kubelet would refuse).
     pub fn new(sources: &CredentialSources) -> Result<Resolver, CredentialsError> {
-        let providers = match &sources.provider_config {
-            Some(path) => provider_config::load(path, &sources.provider_bin_dir)?
-                .into_iter()
-                .map(|spec| Provider::new(spec, sources.exec_timeout))
-                .collect(),
-            None => Vec::new(),
+        let set = match &sources.provider_config {
+            Some(path) => provider_config::load(path, &sources.provider_bin_dir)?,
+            None => ProviderSet::default(),
         };
+        for name in &set.left_to_kubelet {
+            tracing::info!(provider = %name, "service-account token credential provider left to the kubelet (it sends its credentials with each pull)");
+        }
+        let providers = set
+            .plugins
+            .into_iter()
+            .map(|spec| Provider::new(spec, sources.exec_timeout))
+            .collect();
         Ok(Resolver {
             docker: FileKeyring::new(sources.docker_config.clone()),
             providers,
@@ -152,6 +158,26 @@ impl Resolver {
     /// A pull brought its own credentials (they are used alone, as given).
     pub fn note_request_credentials(&self) {
         self.metrics.lookup(Source::request, Found::hit);
+    }
+
+    /// What check-config tells about the provider config when it loads: which
+    /// providers imageshim runs and which it leaves to the kubelet.
+    pub fn describe(sources: &CredentialSources) -> Vec<String> {
+        let Some(path) = &sources.provider_config else {
+            return Vec::new();
+        };
+        let Ok(set) = provider_config::load(path, &sources.provider_bin_dir) else {
+            return Vec::new();
+        };
+        let mut lines: Vec<String> = set
+            .plugins
+            .iter()
+            .map(|p| format!("credential provider {}: run by imageshim", p.name))
+            .collect();
+        lines.extend(set.left_to_kubelet.iter().map(|name| {
+            format!("credential provider {name}: service-account token provider, left to the kubelet")
+        }));
+        lines
     }
 
     /// Every problem with the sources, for check-config.

@@ -1,6 +1,7 @@
-//! The kubelet's CredentialProviderConfig file (`--image-credential-provider-config`,
-//! YAML or JSON; kubelet.config.k8s.io v1, v1beta1, v1alpha1) and its validation,
-//! including the binaries in the bin dir. Rules ported from the kubelet's
+//! The kubelet's CredentialProviderConfig (`--image-credential-provider-config`, a file
+//! or a directory of them; YAML or JSON; kubelet.config.k8s.io v1, v1beta1, v1alpha1)
+//! and its validation, including the binaries in the bin dir. Reads and validates only:
+//! running the plugins is `exec`'s. Rules ported from the kubelet's
 //! `pkg/credentialprovider/plugin/config.go` (`validateCredentialProviderConfig`).
 
 use std::os::unix::fs::PermissionsExt;
@@ -69,42 +70,109 @@ pub struct PluginSpec {
     pub env: Vec<(String, String)>,
 }
 
-/// Reads and validates the provider config, reporting every problem at once.
-pub fn load(path: &Path, bin_dir: &Path) -> Result<Vec<PluginSpec>, CredentialsError> {
+/// The providers of a config: those imageshim runs, and the service-account token
+/// providers (KEP-4412) it leaves to the kubelet.
+#[derive(Debug, Clone, Default)]
+pub struct ProviderSet {
+    pub plugins: Vec<PluginSpec>,
+    /// Names of providers with `tokenAttributes`: they need pod service-account tokens
+    /// from the API server, which only the kubelet has. The kubelet keeps running them
+    /// and sends their credentials in PullImage's `auth`, which imageshim uses alone.
+    pub left_to_kubelet: Vec<String>,
+}
+
+/// Reads and validates the provider config, a file or a directory (as kubelet 1.36
+/// reads `--image-credential-provider-config`: every `*.json`, `*.yaml`, `*.yml` in it,
+/// in lexical order, each a whole CredentialProviderConfig, provider names unique
+/// across them), reporting every problem at once.
+pub fn load(path: &Path, bin_dir: &Path) -> Result<ProviderSet, CredentialsError> {
     let fail = |problems: Vec<String>| CredentialsError::ProviderConfig {
         path: path.to_path_buf(),
         problems,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| fail(vec![e.to_string()]))?;
-    let file: ConfigFile = serde_yaml::from_str(&text).map_err(|e| fail(vec![e.to_string()]))?;
+    let files = config_files(path).map_err(|problem| fail(vec![problem]))?;
+    let in_dir = files.len() != 1 || files[0] != path;
     let mut problems = Vec::new();
-    if !CONFIG_VERSIONS.contains(&file.api_version.as_str()) {
+    let mut set = ProviderSet::default();
+    let mut seen: Vec<(String, PathBuf)> = Vec::new();
+    for file in &files {
+        let shown = file.file_name().map(Path::new).unwrap_or(file);
+        let prefix = if in_dir {
+            format!("{}: ", shown.display())
+        } else {
+            String::new()
+        };
+        let entries = match parse_file(file) {
+            Ok(entries) => entries,
+            Err(problem) => {
+                problems.push(format!("{prefix}{problem}"));
+                continue;
+            }
+        };
+        for (index, entry) in entries.into_iter().enumerate() {
+            let at = format!("{prefix}providers[{index}] ({:?})", entry.name);
+            if let Some((_, first)) = seen.iter().find(|(name, _)| *name == entry.name) {
+                let first = first.file_name().map(Path::new).unwrap_or(first);
+                problems.push(format!(
+                    "{at}.name: duplicate provider name, first defined in {}",
+                    first.display()
+                ));
+            }
+            seen.push((entry.name.clone(), file.clone()));
+            validate_entry(entry, bin_dir, &at, &mut problems, &mut set);
+        }
+    }
+    if seen.is_empty() && problems.is_empty() {
+        problems.push("providers: at least one provider is required".to_string());
+    }
+    if problems.is_empty() {
+        Ok(set)
+    } else {
+        Err(fail(problems))
+    }
+}
+
+/// The files a config path stands for: itself, or a directory's `*.json`, `*.yaml`,
+/// `*.yml` entries that are not directories, sorted by name.
+fn config_files(path: &Path) -> Result<Vec<PathBuf>, String> {
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !meta.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(path).map_err(|e| e.to_string())? {
+        let entry = entry.map_err(|e| e.to_string())?;
+        let name = entry.file_name();
+        let extension = Path::new(&name).extension().and_then(|e| e.to_str());
+        let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        if !is_dir && matches!(extension, Some("json" | "yaml" | "yml")) {
+            files.push(entry.path());
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err("no *.json, *.yaml or *.yml configuration files in the directory".into());
+    }
+    Ok(files)
+}
+
+/// One file's providers, after its `apiVersion` and `kind` are checked.
+fn parse_file(file: &Path) -> Result<Vec<ProviderEntry>, String> {
+    let text = std::fs::read_to_string(file).map_err(|e| e.to_string())?;
+    let parsed: ConfigFile = serde_yaml::from_str(&text).map_err(|e| e.to_string())?;
+    let mut problems = Vec::new();
+    if !CONFIG_VERSIONS.contains(&parsed.api_version.as_str()) {
         problems.push(format!(
-            "apiVersion: {:?} must be one of {}",
-            file.api_version,
+            "apiVersion: must be one of {}",
             CONFIG_VERSIONS.join(", ")
         ));
     }
-    if file.kind != "CredentialProviderConfig" {
-        problems.push(format!(
-            "kind: {:?} must be CredentialProviderConfig",
-            file.kind
-        ));
+    if parsed.kind != "CredentialProviderConfig" {
+        problems.push("kind: must be CredentialProviderConfig".to_string());
     }
-    let mut plugins = Vec::new();
-    for (index, entry) in file.providers.into_iter().enumerate() {
-        let at = format!("providers[{index}] ({:?})", entry.name);
-        if plugins.iter().any(|p: &PluginSpec| p.name == entry.name) {
-            problems.push(format!("{at}.name: duplicate provider name"));
-        }
-        if let Some(plugin) = validate_entry(entry, bin_dir, &at, &mut problems) {
-            plugins.push(plugin);
-        }
-    }
-    if problems.is_empty() {
-        Ok(plugins)
-    } else {
-        Err(fail(problems))
+    match problems.is_empty() {
+        true => Ok(parsed.providers),
+        false => Err(problems.join("; ")),
     }
 }
 
@@ -113,18 +181,24 @@ fn validate_entry(
     bin_dir: &Path,
     at: &str,
     problems: &mut Vec<String>,
-) -> Option<PluginSpec> {
+    set: &mut ProviderSet,
+) {
     let before = problems.len();
-    if entry.token_attributes.is_some() {
+    let bad_name = entry.name.is_empty()
+        || entry.name.contains(['/', ' '])
+        || entry.name == "."
+        || entry.name == "..";
+    if bad_name {
         problems.push(format!(
-            "{at}.tokenAttributes: service-account token providers (KEP-4412) need the Kubernetes API server to mint pod tokens, which imageshim does not have; leave this provider to the kubelet"
+            "{at}.name: must be a plain file name in the bin dir (no '/', no spaces)"
         ));
     }
-    if entry.name.is_empty() || entry.name.contains('/') || entry.name == "." || entry.name == ".."
-    {
-        problems.push(format!(
-            "{at}.name: must be a plain file name in the bin dir"
-        ));
+    if entry.token_attributes.is_some() {
+        // Needs pod service-account tokens from the API server: the kubelet runs it.
+        if problems.len() == before {
+            set.left_to_kubelet.push(entry.name);
+        }
+        return;
     }
     if entry.match_images.is_empty() {
         problems.push(format!(
@@ -144,15 +218,17 @@ fn validate_entry(
     if !entry.name.is_empty() {
         check_executable(&binary, at, problems);
     }
-    (problems.len() == before).then(|| PluginSpec {
-        name: entry.name,
-        binary,
-        match_images: entry.match_images,
-        default_cache_duration,
-        api_version: entry.api_version,
-        args: entry.args,
-        env: entry.env.into_iter().map(|e| (e.name, e.value)).collect(),
-    })
+    if problems.len() == before {
+        set.plugins.push(PluginSpec {
+            name: entry.name,
+            binary,
+            match_images: entry.match_images,
+            default_cache_duration,
+            api_version: entry.api_version,
+            args: entry.args,
+            env: entry.env.into_iter().map(|e| (e.name, e.value)).collect(),
+        });
+    }
 }
 
 fn default_cache_duration(text: Option<&str>, at: &str, problems: &mut Vec<String>) -> Duration {

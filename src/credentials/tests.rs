@@ -204,13 +204,12 @@ providers:
         "providers[2] (\"missing\").apiVersion",
         "providers[2] (\"missing\").defaultCacheDuration: is required",
         "providers[3] (\"plugin\").name: duplicate",
-        "tokenAttributes: service-account token providers (KEP-4412) need the Kubernetes API server",
     ] {
         assert!(err.contains(expected), "missing {expected:?} in {err}");
     }
     std::fs::write(&config, "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n  - name: plugin\n    matchImages: [\"*.registry.io\"]\n    defaultCacheDuration: \"10m\"\n    apiVersion: credentialprovider.kubelet.k8s.io/v1\n").unwrap();
     let loaded = provider_config::load(&config, &bin).unwrap();
-    assert_eq!(loaded[0].default_cache_duration, Duration::from_secs(600));
+    assert_eq!(loaded.plugins[0].default_cache_duration, Duration::from_secs(600));
 }
 
 #[test]
@@ -330,4 +329,43 @@ async fn candidates_are_tried_in_turn_until_one_succeeds() {
         "the last outcome"
     );
     assert_eq!(resolution(&[]).try_in_turn(attempt, ok).await, "anonymous");
+}
+
+#[tokio::test]
+async fn a_provider_config_directory_is_merged_in_lexical_order_like_kubelet_1_36() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    script_plugin(&bin, "exit 0");
+    let configs = dir.path().join("providers.d");
+    std::fs::create_dir_all(configs.join("nested.yaml")).unwrap();
+    let entry = |name: &str, extra: &str| {
+        format!("apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n  - name: {name}\n    matchImages: [\"*.registry.io\"]\n    defaultCacheDuration: \"1m\"\n    apiVersion: credentialprovider.kubelet.k8s.io/v1\n{extra}")
+    };
+    let token = "    tokenAttributes: {serviceAccountTokenAudience: x, requireServiceAccount: true, cacheType: ServiceAccount}\n";
+    std::fs::write(configs.join("10-plugin.yaml"), entry("plugin", "")).unwrap();
+    std::fs::write(configs.join("20-token.yml"), entry("token-plugin", token)).unwrap();
+    std::fs::write(configs.join("README.md"), "not a config").unwrap();
+    let loaded = provider_config::load(&configs, &bin).unwrap();
+    let names: Vec<&str> = loaded.plugins.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["plugin"]);
+    assert_eq!(loaded.left_to_kubelet, ["token-plugin"]);
+
+    std::fs::write(configs.join("30-again.json"), entry("plugin", "")).unwrap();
+    std::fs::write(configs.join("40-bad.yaml"), "kind: Other\napiVersion: v1\n").unwrap();
+    let err = provider_config::load(&configs, &bin)
+        .unwrap_err()
+        .to_string();
+    for expected in [
+        "30-again.json: providers[0] (\"plugin\").name: duplicate provider name, first defined in 10-plugin.yaml",
+        "40-bad.yaml: apiVersion: must be one of",
+        "kind: must be CredentialProviderConfig",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in {err}");
+    }
+
+    let empty = dir.path().join("empty.d");
+    std::fs::create_dir(&empty).unwrap();
+    let err = provider_config::load(&empty, &bin).unwrap_err().to_string();
+    assert!(err.contains("no *.json, *.yaml or *.yml configuration files"), "{err}");
 }
