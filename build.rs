@@ -43,5 +43,9 @@ fn git_commit() -> Option<String> {
     let dirty = run(&["status", "--porcelain", "--untracked-files=no"])
         .map(|out| !out.stdout.is_empty())
         .unwrap_or(false);
-    Some(if dirty { format!("{commit}-dirty") } else { commit })
+    Some(if dirty {
+        format!("{commit}-dirty")
+    } else {
+        commit
+    })
 }

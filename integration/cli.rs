@@ -180,8 +180,15 @@ fn version_names_the_version_the_commit_and_the_build_profile() {
     let line = String::from_utf8(out.stdout).unwrap();
     let expected_start = format!("imageshim {} (commit ", env!("CARGO_PKG_VERSION"));
     assert!(line.starts_with(&expected_start), "{line}");
-    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
-    assert!(line.trim_end().ends_with(&format!(", {profile} build)")), "{line}");
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    assert!(
+        line.trim_end().ends_with(&format!(", {profile} build)")),
+        "{line}"
+    );
     let commit = line[expected_start.len()..].split(',').next().unwrap();
     assert!(
         commit == "unknown" || commit.trim_end_matches("-dirty").len() == 12,

@@ -5,6 +5,8 @@
 //!
 //! # Map
 //!
+//! - [`adopt`]: reads a node's kubelet and runtime settings into imageshim's config and
+//!   prints the kubelet change (and the way back); writes nothing else.
 //! - [`cli`], [`config`], [`app`]: arguments, the validated `config.toml`, and the
 //!   wiring that builds everything, serves, reloads on SIGHUP and shuts down; `app`
 //!   owns the background tasks (readiness probes, progress monitor, pinned images,
@@ -56,6 +58,7 @@
 //! 5. Each waiter's answer is re-emitted in a gRPC server's frame shape
 //!    (`answer::Answer`); errors of imageshim's own become statuses in `status`.
 
+pub mod adopt;
 pub mod app;
 pub mod backend;
 pub mod cli;

@@ -1,10 +1,10 @@
 //! The `imageshim` binary: parses the command line and hands over to the library
-//! (`serve`, `check-config`, `status`); logic lives in `imageshim::app` and below.
+//! (`serve`, `check-config`, `status`, `adopt`); logic lives in `imageshim::app` and below.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use imageshim::cli::{Cli, Command};
+use imageshim::cli::{AdoptArgs, Cli, Command};
 use imageshim::config::Config;
 
 /// mimalloc: per-call allocations (h2 frames, header maps, bodies) cost less than with
@@ -35,6 +35,13 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Adopt(args) => match adopt(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("imageshim adopt: {err:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Serve { config } => match serve(&config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
@@ -61,6 +68,52 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
         eprintln!("warning: {warning}");
     }
     println!("{}: ok", path.display());
+    Ok(())
+}
+
+/// Prints what adopt read, the config it generated (or its diff against the existing
+/// one), the kubelet change and the next steps; writes the config with --write.
+fn adopt(args: &AdoptArgs) -> anyhow::Result<()> {
+    let options = args.options();
+    let report = match args.reverse {
+        true => imageshim::adopt::reverse(&options)?,
+        false => imageshim::adopt::adopt(&options)?,
+    };
+    for note in &report.notes {
+        println!("# {note}");
+    }
+    if let Some((path, text)) = &report.config {
+        match &report.config_diff {
+            Some(diff) if !diff.is_empty() => println!("\n## {} (changes)\n{diff}", path.display()),
+            Some(_) => println!("\n## {}: unchanged", path.display()),
+            None => println!("\n## {} (new)\n{text}", path.display()),
+        }
+    }
+    let direction = if args.reverse {
+        "back to the runtime"
+    } else {
+        "to imageshim"
+    };
+    println!(
+        "\n## kubelet change ({direction}; apply it yourself)\n{}",
+        report.kubelet_diff
+    );
+    match (args.write, &report.config) {
+        (true, Some(_)) => {
+            for done in report.write(&options.root)? {
+                println!("# {done}");
+            }
+        }
+        (false, Some((path, _))) => println!(
+            "# dry run: nothing written; --write writes {}",
+            path.display()
+        ),
+        _ => {}
+    }
+    println!("\n## next steps");
+    for (index, step) in report.next_steps.iter().enumerate() {
+        println!("{}. {step}", index + 1);
+    }
     Ok(())
 }
 

@@ -175,7 +175,9 @@ impl Resolver {
             .map(|p| format!("credential provider {}: run by imageshim", p.name))
             .collect();
         lines.extend(set.left_to_kubelet.iter().map(|name| {
-            format!("credential provider {name}: service-account token provider, left to the kubelet")
+            format!(
+                "credential provider {name}: service-account token provider, left to the kubelet"
+            )
         }));
         lines
     }

@@ -209,7 +209,10 @@ providers:
     }
     std::fs::write(&config, "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n  - name: plugin\n    matchImages: [\"*.registry.io\"]\n    defaultCacheDuration: \"10m\"\n    apiVersion: credentialprovider.kubelet.k8s.io/v1\n").unwrap();
     let loaded = provider_config::load(&config, &bin).unwrap();
-    assert_eq!(loaded.plugins[0].default_cache_duration, Duration::from_secs(600));
+    assert_eq!(
+        loaded.plugins[0].default_cache_duration,
+        Duration::from_secs(600)
+    );
 }
 
 #[test]
@@ -367,5 +370,8 @@ async fn a_provider_config_directory_is_merged_in_lexical_order_like_kubelet_1_3
     let empty = dir.path().join("empty.d");
     std::fs::create_dir(&empty).unwrap();
     let err = provider_config::load(&empty, &bin).unwrap_err().to_string();
-    assert!(err.contains("no *.json, *.yaml or *.yml configuration files"), "{err}");
+    assert!(
+        err.contains("no *.json, *.yaml or *.yml configuration files"),
+        "{err}"
+    );
 }
