@@ -4,8 +4,10 @@
 # against three runtimes in turn — Debian's containerd 1.6, containerd 2.x and CRI-O
 # 1.36 (built from their Go modules by hack/go-tools.sh, cached) — each started by a
 # hack/ script on private sockets under a temp dir, with docker-registry (plain and
-# htpasswd) on 127.0.0.1. Prints the runtime × ring matrix, then runs every fuzz target
-# briefly (hack/fuzz) and a 2-minute soak.
+# htpasswd) on 127.0.0.1. Builds and checks the Debian package (hack/package.sh; the
+# container image is built and run under containerd 2.x by integration/real_image.rs).
+# Prints the runtime × ring matrix, then runs every fuzz target briefly (hack/fuzz) and
+# a 2-minute soak.
 #   IMAGESHIM_RUNTIMES="containerd-1.6 containerd-2 cri-o" (default: all three)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -70,6 +72,9 @@ cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo build --release (the memory bounds in integration/abuse.rs are measured on it)"
 cargo build --release --locked --bin imageshim
 export IMAGESHIM_TEST_RELEASE_BINARY="$root/target/release/imageshim"
+
+echo "== Debian package (cargo-deb): install, check-config, systemd-analyze verify, remove, purge"
+"$here/package.sh"
 
 # Starts runtime $1 under $work/$1 and prints its directory.
 start_runtime() {

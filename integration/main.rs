@@ -20,6 +20,7 @@ mod real_credential_faults;
 mod real_credentials;
 mod real_faults;
 mod real_handlers;
+mod real_image;
 mod real_operate;
 mod real_pulls;
 mod real_restart;

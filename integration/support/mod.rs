@@ -9,6 +9,7 @@ pub mod oci;
 pub mod procstat;
 pub mod pullfake;
 pub mod raw;
+pub mod shim_image;
 pub mod stallproxy;
 
 use std::path::{Path, PathBuf};

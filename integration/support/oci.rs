@@ -15,8 +15,12 @@ const LAYER_TYPE: &str = "application/vnd.oci.image.layer.v1.tar";
 pub struct TestImage<'a> {
     pub files: Vec<(&'a str, Vec<u8>)>,
     pub user: Option<&'a str>,
-    /// The image's `Cmd`; `["/hello"]` when empty.
+    /// The image's `Cmd`; `["/hello"]` when empty (and there is no entrypoint).
     pub cmd: Vec<&'a str>,
+    /// The image's `Entrypoint`; none when empty.
+    pub entrypoint: Vec<&'a str>,
+    /// The config's `Labels`.
+    pub labels: Vec<(&'a str, String)>,
 }
 
 /// A written layout: its directory and the manifest's digest.
@@ -66,15 +70,25 @@ pub fn write_layout(dir: &Path, image: &TestImage) -> Layout {
     std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
     std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
     let layer = layer_tar(&image.files);
-    let cmd = match image.cmd.is_empty() {
+    let cmd = match image.cmd.is_empty() && image.entrypoint.is_empty() {
         true => vec!["/hello"],
         false => image.cmd.clone(),
     };
+    let labels: serde_json::Map<String, serde_json::Value> = image
+        .labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
     let layer_digest = write_blob(dir, &layer);
     let config = json!({
         "architecture": oci_arch(),
         "os": "linux",
-        "config": { "User": image.user.unwrap_or(""), "Cmd": cmd },
+        "config": {
+            "User": image.user.unwrap_or(""),
+            "Entrypoint": image.entrypoint,
+            "Cmd": cmd,
+            "Labels": labels,
+        },
         "rootfs": { "type": "layers", "diff_ids": [layer_digest] },
     });
     let config = serde_json::to_vec(&config).unwrap();
@@ -170,6 +184,8 @@ pub fn build_and_push(
         ],
         user,
         cmd: Vec::new(),
+        entrypoint: Vec::new(),
+        labels: Vec::new(),
     };
     let layout = write_layout(dir.path(), &image);
     push_layout(&layout, registry, repo, tags, auth);
@@ -187,6 +203,8 @@ pub fn push_busybox_image(registry: &str, repo: &str, tag: &str, cmd: &[&str]) -
         files: vec![("bin/busybox", busybox)],
         user: None,
         cmd: cmd.to_vec(),
+        entrypoint: Vec::new(),
+        labels: Vec::new(),
     };
     let layout = write_layout(dir.path(), &image);
     push_layout(&layout, registry, repo, &[tag], None);
@@ -218,6 +236,8 @@ pub fn push_sized_image_with_bytes(
         files: vec![("data", data)],
         user: None,
         cmd: Vec::new(),
+        entrypoint: Vec::new(),
+        labels: Vec::new(),
     };
     let layout = write_layout(dir.path(), &image);
     push_layout(&layout, registry, repo, &[tag], None);
