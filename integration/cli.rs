@@ -195,3 +195,46 @@ fn version_names_the_version_the_commit_and_the_build_profile() {
         "{line}"
     );
 }
+
+#[test]
+fn adopt_prints_the_config_and_the_kubelet_diff_and_refuses_precisely() {
+    let node = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/adopt/kubeadm");
+    let out = Command::new(BINARY)
+        .args(["adopt", "--root", node, "--mode", "drop-in"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        "## /etc/imageshim/config.toml (new)",
+        "endpoint = \"unix:///var/run/containerd/containerd.sock\"",
+        "+containerRuntimeEndpoint: unix:///run/imageshim/imageshim.sock",
+        "# dry run: nothing written",
+        "stays with the kubelet",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in {stdout}"
+        );
+    }
+    let empty = tempfile::tempdir().unwrap();
+    let out = Command::new(BINARY)
+        .args(["adopt", "--root"])
+        .arg(empty.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("imageshim adopt: no kubelet settings found under"),
+        "{stderr}"
+    );
+    assert!(
+        !empty.path().join("etc").exists(),
+        "a refusal writes nothing"
+    );
+}

@@ -106,6 +106,18 @@ fn apply(
 
 /// Sets a top-level key of a YAML KubeletConfiguration, replacing its line or adding
 /// one at the end.
+/// One change applied to `text` as the file it would live in (a config file when the
+/// setting is at its default, k3s's config for k3s-style flags): for the fuzz target.
+pub fn edit_text(text: &str, change: &Change, file: &Path) -> Result<String, AdoptError> {
+    let home = Home::ConfigFile(file.to_path_buf());
+    let edited = apply(text, change, Some(&home), file)?;
+    let k3s = Home::K3s(file.to_path_buf());
+    match change.current.origin {
+        Origin::Default => add_k3s_kubelet_arg(&edited, change, file),
+        _ => apply(&edited, change, Some(&k3s), file),
+    }
+}
+
 fn set_yaml_key(text: &str, key: &str, value: &str, file: &Path) -> Result<String, AdoptError> {
     if text.trim_start().starts_with('{') {
         return Err(AdoptError::Refused(format!(

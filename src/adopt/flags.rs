@@ -45,6 +45,11 @@ pub struct Flag {
 /// (variables in file order, each split on whitespace as `$VAR` in ExecStart is).
 pub fn read_env_file(root: &Path, file: &Path) -> Result<Vec<Flag>, AdoptError> {
     let text = super::read_node_file(root, file)?;
+    Ok(parse_env_file(&text, file))
+}
+
+/// [`read_env_file`] on text already read.
+pub fn parse_env_file(text: &str, file: &Path) -> Vec<Flag> {
     let mut flags = Vec::new();
     for line in text.lines() {
         let line = line.trim();
@@ -56,7 +61,7 @@ pub fn read_env_file(root: &Path, file: &Path) -> Result<Vec<Flag>, AdoptError> 
         let words: Vec<&str> = value.split_whitespace().collect();
         flags.extend(flags_from_words(&words, file, FlagFileKind::EnvFile));
     }
-    Ok(flags)
+    flags
 }
 
 fn unquote(value: &str) -> &str {
@@ -130,7 +135,15 @@ pub fn read_k3s_config(
     file: &Path,
 ) -> Result<(Vec<Flag>, Option<String>), AdoptError> {
     let text = super::read_node_file(root, file)?;
-    let parsed: K3sConfig = serde_yaml::from_str(&text).map_err(|e| AdoptError::Parse {
+    parse_k3s_config(&text, file)
+}
+
+/// [`read_k3s_config`] on text already read.
+pub fn parse_k3s_config(
+    text: &str,
+    file: &Path,
+) -> Result<(Vec<Flag>, Option<String>), AdoptError> {
+    let parsed: K3sConfig = serde_yaml::from_str(text).map_err(|e| AdoptError::Parse {
         file: file.to_path_buf(),
         problem: e.to_string(),
     })?;

@@ -76,18 +76,13 @@ impl KubeletSettings {
             .or_else(|| config_file.map(Path::to_path_buf));
         let mut settings = KubeletSettings {
             config_file: config_file.clone(),
-            runtime_endpoint: setting(default_runtime_endpoint.to_string()),
-            image_endpoint: setting(String::new()),
-            serialize_image_pulls: setting(true),
-            max_parallel_image_pulls: setting(None),
             provider_config: flags::last(flags, "image-credential-provider-config").cloned(),
             provider_bin_dir: flags::last(flags, "image-credential-provider-bin-dir").cloned(),
-            root_dir: flags::last(flags, "root-dir").map_or_else(
-                || PathBuf::from("/var/lib/kubelet"),
-                |f| PathBuf::from(&f.value),
-            ),
-            read: Vec::new(),
+            ..KubeletSettings::defaults(default_runtime_endpoint)
         };
+        if let Some(dir) = flags::last(flags, "root-dir") {
+            settings.root_dir = PathBuf::from(&dir.value);
+        }
         if let Some(file) = &config_file {
             settings.apply_document(root, file)?;
         }
@@ -103,11 +98,16 @@ impl KubeletSettings {
     fn apply_document(&mut self, root: &Path, file: &Path) -> Result<(), AdoptError> {
         let text = super::read_node_file(root, file)?;
         self.read.push(file.to_path_buf());
+        self.apply_text(&text, file)
+    }
+
+    /// Applies one KubeletConfiguration document's image settings.
+    pub fn apply_text(&mut self, text: &str, file: &Path) -> Result<(), AdoptError> {
         let parse = |problem: String| AdoptError::Parse {
             file: file.to_path_buf(),
             problem,
         };
-        let doc: ConfigDocument = serde_yaml::from_str::<Option<ConfigDocument>>(&text)
+        let doc: ConfigDocument = serde_yaml::from_str::<Option<ConfigDocument>>(text)
             .map_err(|e| parse(e.to_string()))?
             .unwrap_or_default();
         if doc.kind != "KubeletConfiguration"
@@ -155,7 +155,22 @@ impl KubeletSettings {
         Ok(())
     }
 
-    fn apply_flags(&mut self, flags: &[Flag]) -> Result<(), AdoptError> {
+    /// The kubelet's defaults, before any file or flag.
+    pub fn defaults(default_runtime_endpoint: &str) -> KubeletSettings {
+        KubeletSettings {
+            config_file: None,
+            runtime_endpoint: setting(default_runtime_endpoint.to_string()),
+            image_endpoint: setting(String::new()),
+            serialize_image_pulls: setting(true),
+            max_parallel_image_pulls: setting(None),
+            provider_config: None,
+            provider_bin_dir: None,
+            root_dir: PathBuf::from("/var/lib/kubelet"),
+            read: Vec::new(),
+        }
+    }
+
+    pub fn apply_flags(&mut self, flags: &[Flag]) -> Result<(), AdoptError> {
         if let Some(flag) = flags::last(flags, "container-runtime-endpoint") {
             self.runtime_endpoint = flag_setting(flag, flag.value.clone());
         }

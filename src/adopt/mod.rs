@@ -99,5 +99,38 @@ fn node_file_exists(root: &Path, file: &Path) -> bool {
     node_path(root, file).is_file()
 }
 
+/// Entry points for the fuzz targets in `fuzz/`; not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::path::Path;
+
+    use super::edit::{self, Change};
+    use super::kubelet::{KubeletSettings, DEFAULT_RUNTIME_ENDPOINT};
+
+    /// Reads `text` as each kind of kubelet settings file adopt reads (an env file, a
+    /// k3s config, a KubeletConfiguration), applies what parsed, and edits each as
+    /// adopt would: errors, never a panic.
+    pub fn kubelet_files(text: &str) {
+        let file = Path::new("/fuzz");
+        let mut settings = KubeletSettings::defaults(DEFAULT_RUNTIME_ENDPOINT);
+        let mut flags = super::flags::parse_env_file(text, file);
+        if let Ok((k3s, _)) = super::flags::parse_k3s_config(text, file) {
+            flags.extend(k3s);
+        }
+        let _ = settings.apply_text(text, file);
+        let _ = settings.apply_flags(&flags);
+        let _ = settings.check_pull_limits();
+        for current in [&settings.runtime_endpoint, &settings.image_endpoint] {
+            let change = Change {
+                key: "imageServiceEndpoint",
+                flag: "image-service-endpoint",
+                current,
+                value: "unix:///run/imageshim/imageshim.sock".to_string(),
+            };
+            let _ = edit::edit_text(text, &change, file);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;
