@@ -46,64 +46,81 @@ pub(super) struct Node {
     pub(super) notes: Vec<String>,
 }
 
-pub(super) fn read_node(options: &AdoptOptions) -> Result<Node, AdoptError> {
+/// The kubelet's flags from its flag files and k3s's config, in the order the kubelet
+/// receives them, and the files read.
+struct FlagSources {
+    flags: Vec<Flag>,
+    files: Vec<PathBuf>,
+    k3s_config: Option<PathBuf>,
+    default_endpoint: String,
+}
+
+fn read_flags(options: &AdoptOptions) -> Result<FlagSources, AdoptError> {
     let root = &options.root;
     let existing = |path: &str| Some(PathBuf::from(path)).filter(|p| node_file_exists(root, p));
-    let flag_files: Vec<PathBuf> = match options.flag_files.is_empty() {
+    let files: Vec<PathBuf> = match options.flag_files.is_empty() {
         true => DEFAULT_FLAG_FILES
             .iter()
             .filter_map(|p| existing(p))
             .collect(),
         false => options.flag_files.clone(),
     };
-    let k3s_config = options
-        .k3s_config
-        .clone()
-        .or_else(|| existing(DEFAULT_K3S_CONFIG));
-    let kubelet_config = options
-        .kubelet_config
-        .clone()
-        .or_else(|| existing(DEFAULT_KUBELET_CONFIG));
-    let mut sources: Vec<PathBuf> = flag_files.clone();
-    let mut all_flags: Vec<Flag> = Vec::new();
-    let mut notes = Vec::new();
-    for file in &flag_files {
-        all_flags.extend(flags::read_env_file(root, file)?);
+    let mut sources = FlagSources {
+        flags: Vec::new(),
+        files: files.clone(),
+        k3s_config: options
+            .k3s_config
+            .clone()
+            .or_else(|| existing(DEFAULT_K3S_CONFIG)),
+        default_endpoint: DEFAULT_RUNTIME_ENDPOINT.to_string(),
+    };
+    for file in &files {
+        sources.flags.extend(flags::read_env_file(root, file)?);
     }
-    let mut default_endpoint = DEFAULT_RUNTIME_ENDPOINT.to_string();
-    if let Some(file) = &k3s_config {
+    if let Some(file) = &sources.k3s_config {
         let (k3s_flags, external) = flags::read_k3s_config(root, file)?;
-        all_flags.extend(k3s_flags);
-        default_endpoint = external.unwrap_or_else(|| K3S_CONTAINERD.to_string());
-        notes.push(format!(
-            "k3s: the kubelet's runtime endpoint defaults to {default_endpoint}"
-        ));
-        sources.push(file.clone());
+        sources.flags.extend(k3s_flags);
+        sources.default_endpoint = external.unwrap_or_else(|| K3S_CONTAINERD.to_string());
+        sources.files.push(file.clone());
     }
-    if kubelet_config.is_none() && flags::last(&all_flags, "config").is_none() && sources.is_empty()
-    {
+    Ok(sources)
+}
+
+pub(super) fn read_node(options: &AdoptOptions) -> Result<Node, AdoptError> {
+    let root = &options.root;
+    let kubelet_config = options.kubelet_config.clone().or_else(|| {
+        Some(PathBuf::from(DEFAULT_KUBELET_CONFIG)).filter(|p| node_file_exists(root, p))
+    });
+    let FlagSources {
+        flags,
+        files,
+        k3s_config,
+        default_endpoint,
+    } = read_flags(options)?;
+    if kubelet_config.is_none() && flags::last(&flags, "config").is_none() && files.is_empty() {
         return Err(AdoptError::Refused(format!(
             "no kubelet settings found under {}: looked for {DEFAULT_KUBELET_CONFIG}, {}, {DEFAULT_K3S_CONFIG}; name them with --kubelet-config, --kubelet-flags or --k3s-config",
             root.display(),
             DEFAULT_FLAG_FILES.join(", ")
         )));
     }
-    let kubelet = KubeletSettings::read(
-        root,
-        kubelet_config.as_deref(),
-        &all_flags,
-        &default_endpoint,
-    )?;
-    sources.splice(0..0, kubelet.read.iter().cloned());
+    let kubelet =
+        KubeletSettings::read(root, kubelet_config.as_deref(), &flags, &default_endpoint)?;
+    let sources: Vec<PathBuf> = kubelet.read.iter().cloned().chain(files).collect();
+    let mut notes: Vec<String> = sources
+        .iter()
+        .map(|s| format!("read {}", s.display()))
+        .collect();
+    if k3s_config.is_some() {
+        notes.push(format!(
+            "k3s: the kubelet's runtime endpoint defaults to {default_endpoint}"
+        ));
+    }
     let home = match (&kubelet.config_file, &k3s_config) {
         (Some(file), _) => Some(Home::ConfigFile(file.clone())),
         (None, Some(file)) => Some(Home::K3s(file.clone())),
         (None, None) => None,
     };
-    notes.splice(
-        0..0,
-        sources.iter().map(|s| format!("read {}", s.display())),
-    );
     Ok(Node {
         kubelet,
         home,
@@ -161,22 +178,11 @@ pub fn adopt(options: &AdoptOptions) -> Result<Report, AdoptError> {
     .render();
     Config::parse(&checked)
         .map_err(|e| AdoptError::Generated(strip_root(&options.root, &e.to_string())))?;
-    let mut changes = vec![];
-    if options.mode == Mode::DropIn {
-        changes.push(change(
-            "containerRuntimeEndpoint",
-            &kubelet.runtime_endpoint,
-            &shim,
-        ));
-    }
-    if options.mode == Mode::ImageEndpoint || !kubelet.image_endpoint.value.is_empty() {
-        changes.push(change(
-            "imageServiceEndpoint",
-            &kubelet.image_endpoint,
-            &shim,
-        ));
-    }
-    let kubelet_diff = edit::diff(&options.root, &changes, node.home.as_ref())?;
+    let kubelet_diff = edit::diff(
+        &options.root,
+        &kubelet_changes(kubelet, options.mode, &shim),
+        node.home.as_ref(),
+    )?;
     let config_diff = existing_config_diff(options, &text);
     Ok(Report {
         notes,
@@ -185,6 +191,26 @@ pub fn adopt(options: &AdoptOptions) -> Result<Report, AdoptError> {
         kubelet_diff,
         next_steps: adopt_steps(options, node.k3s),
     })
+}
+
+/// The kubelet settings that point it at imageshim in `mode`.
+fn kubelet_changes<'a>(kubelet: &'a KubeletSettings, mode: Mode, shim: &str) -> Vec<Change<'a>> {
+    let mut changes = vec![];
+    if mode == Mode::DropIn {
+        changes.push(change(
+            "containerRuntimeEndpoint",
+            &kubelet.runtime_endpoint,
+            shim,
+        ));
+    }
+    if mode == Mode::ImageEndpoint || !kubelet.image_endpoint.value.is_empty() {
+        changes.push(change(
+            "imageServiceEndpoint",
+            &kubelet.image_endpoint,
+            shim,
+        ));
+    }
+    changes
 }
 
 pub(super) fn change<'a>(
