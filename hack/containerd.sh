@@ -99,8 +99,10 @@ start)
   case "$flavor" in
   1.6)
     ensure_pkg containerd containerd
-    # Debian's, whatever else is on PATH (a containerd 2.x in ~/go/bin, say).
+    # Debian's, whatever else is on PATH (a containerd 2.x in ~/go/bin, say) — and its
+    # own runc shim: containerd finds shims on PATH, and 2.x's refuses to start under 1.6.
     binary=/usr/bin/containerd
+    export PATH="/usr/bin:$PATH"
     config_v2 > "$dir/config.toml"
     ;;
   2)
