@@ -80,7 +80,9 @@ impl Report {
             source,
         };
         let mut done = Vec::new();
-        if let Ok(before) = std::fs::read_to_string(&target) {
+        let before = std::fs::read_to_string(&target).ok();
+        // The packaged defaults are not the operator's: the package still has them.
+        if let Some(before) = before.filter(|b| *b != crate::config::DOCUMENTED_DEFAULTS) {
             if before == *text {
                 return Ok(vec![format!("{} already has this content", path.display())]);
             }

@@ -346,8 +346,13 @@ fn installed_socket(options: &AdoptOptions) -> Option<String> {
     Some(shim_endpoint(Path::new(socket)))
 }
 
+/// The diff against an existing config the operator wrote or changed; none for no file
+/// or for the documented defaults the package installs (nothing of the operator's there).
 fn existing_config_diff(options: &AdoptOptions, text: &str) -> Option<String> {
     let before = std::fs::read_to_string(node_path(&options.root, &options.config)).ok()?;
+    if before == crate::config::DOCUMENTED_DEFAULTS {
+        return None;
+    }
     let shown = options.config.display().to_string();
     let diff = similar::TextDiff::from_lines(before.as_str(), text);
     Some(diff.unified_diff().header(&shown, &shown).to_string())

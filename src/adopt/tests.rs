@@ -336,3 +336,24 @@ fn refusals_name_the_file_and_the_setting() {
     .to_string();
     assert_contains(&not_adopted, &["/etc/imageshim/config.toml"]);
 }
+
+#[test]
+fn the_packaged_defaults_are_replaced_without_a_backup() {
+    let node = copy_of("kubeadm");
+    let installed = node.path().join("etc/imageshim/config.toml");
+    std::fs::create_dir_all(installed.parent().unwrap()).unwrap();
+    std::fs::write(&installed, crate::config::DOCUMENTED_DEFAULTS).unwrap();
+    let report = adopt(&options(node.path(), Mode::ImageEndpoint)).unwrap();
+    assert!(
+        report.config_diff.is_none(),
+        "the defaults are not the operator's"
+    );
+    assert_eq!(
+        report.write(node.path()).unwrap(),
+        ["wrote /etc/imageshim/config.toml"]
+    );
+    assert!(!node
+        .path()
+        .join("etc/imageshim/config.toml.before-adopt")
+        .exists());
+}

@@ -9,6 +9,10 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// The documented config.toml: every key at its default. The Debian package installs it
+/// as `/etc/imageshim/config.toml`; `adopt` replaces it without keeping a backup.
+pub const DOCUMENTED_DEFAULTS: &str = include_str!("../../config.toml");
+
 use crate::backend::endpoint::unix_socket_path;
 use crate::backend::handler::validate_handler;
 use crate::credentials::{CredentialSources, Resolver};
