@@ -56,12 +56,12 @@ fn main() -> ExitCode {
 /// backend's handlers with where their images land, warnings on stderr.
 fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
     let loaded = Config::load(path)?;
-    loaded.check_credential_files()?;
+    let providers = loaded.check_credential_files()?;
     let (handlers, warnings) = imageshim::backend::describe_configs(&loaded.backends)?;
     for line in handlers {
         println!("{line}");
     }
-    for line in imageshim::credentials::Resolver::describe(&loaded.credentials.sources()) {
+    for line in providers {
         println!("{line}");
     }
     for warning in warnings {

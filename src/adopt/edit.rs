@@ -67,7 +67,7 @@ fn target_file(change: &Change, home: Option<&Home>) -> Result<PathBuf, AdoptErr
 }
 
 fn read_or_empty(root: &Path, file: &Path) -> Result<String, AdoptError> {
-    match std::fs::read_to_string(super::node_path(root, file)) {
+    match crate::config::read_config_file(&super::node_path(root, file)) {
         Ok(text) => Ok(text),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
         Err(source) => Err(AdoptError::Read {

@@ -89,7 +89,7 @@ pub fn node_path(root: &Path, path: &Path) -> PathBuf {
 
 /// Reads a node file, naming it as on the node when it cannot.
 fn read_node_file(root: &Path, file: &Path) -> Result<String, AdoptError> {
-    std::fs::read_to_string(node_path(root, file)).map_err(|source| AdoptError::Read {
+    crate::config::read_config_file(&node_path(root, file)).map_err(|source| AdoptError::Read {
         file: file.to_path_buf(),
         source,
     })

@@ -80,7 +80,7 @@ impl Report {
             source,
         };
         let mut done = Vec::new();
-        let before = std::fs::read_to_string(&target).ok();
+        let before = crate::config::read_config_file(&target).ok();
         // The packaged defaults are not the operator's: the package still has them.
         if let Some(before) = before.filter(|b| *b != crate::config::DOCUMENTED_DEFAULTS) {
             if before == *text {

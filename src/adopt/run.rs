@@ -140,8 +140,14 @@ pub fn adopt(options: &AdoptOptions) -> Result<Report, AdoptError> {
     let kubelet = &node.kubelet;
     kubelet.check_pull_limits()?;
     let shim = shim_endpoint(&options.socket);
-    if let Some(installed) = installed_socket(options).filter(|s| *s != shim) {
-        backend_endpoint(kubelet, options.mode, &installed)?;
+    let installed =
+        crate::config::read_config_file(&node_path(&options.root, &options.config)).ok();
+    if let Some(socket) = installed
+        .as_deref()
+        .and_then(installed_socket)
+        .filter(|s| *s != shim)
+    {
+        backend_endpoint(kubelet, options.mode, &socket)?;
     }
     let endpoint = backend_endpoint(kubelet, options.mode, &shim)?;
     let (kind, kind_reason) = runtime_kind(options, &endpoint.value)?;
@@ -183,7 +189,7 @@ pub fn adopt(options: &AdoptOptions) -> Result<Report, AdoptError> {
         &kubelet_changes(kubelet, options.mode, &shim),
         node.home.as_ref(),
     )?;
-    let config_diff = existing_config_diff(options, &text);
+    let config_diff = installed.and_then(|before| existing_config_diff(options, &before, &text));
     Ok(Report {
         notes,
         config: Some((options.config.clone(), text)),
@@ -297,20 +303,7 @@ fn credential_notes(
         &node_path(root, Path::new(&bin.value)),
     )
     .map_err(|e| AdoptError::Refused(strip_root(root, &e.to_string())))?;
-    let mut notes: Vec<String> = set
-        .plugins
-        .iter()
-        .map(|p| {
-            format!(
-                "credential provider {}: imageshim runs it for pulls that bring no credentials",
-                p.name
-            )
-        })
-        .collect();
-    notes.extend(set.left_to_kubelet.iter().map(|name| {
-        format!("credential provider {name}: needs service-account tokens (KEP-4412), stays with the kubelet, which sends its credentials with each pull")
-    }));
-    Ok(notes)
+    Ok(set.describe())
 }
 
 /// `text` with the node root taken out of the paths it names.
@@ -337,24 +330,22 @@ fn kubelet_docker_config(root: &Path, kubelet_root: &Path) -> Option<PathBuf> {
     json.chain(legacy).find(|p| node_file_exists(root, p))
 }
 
-/// The socket of the imageshim config already at `--config`, if any: the kubelet
+/// The socket of the imageshim config already at `--config`: the kubelet
 /// pointing there is pointing at imageshim too.
-fn installed_socket(options: &AdoptOptions) -> Option<String> {
-    let text = std::fs::read_to_string(node_path(&options.root, &options.config)).ok()?;
-    let value: toml::Value = toml::from_str(&text).ok()?;
+fn installed_socket(installed: &str) -> Option<String> {
+    let value: toml::Value = toml::from_str(installed).ok()?;
     let socket = value.get("socket")?.as_str()?;
     Some(shim_endpoint(Path::new(socket)))
 }
 
 /// The diff against an existing config the operator wrote or changed; none for no file
 /// or for the documented defaults the package installs (nothing of the operator's there).
-fn existing_config_diff(options: &AdoptOptions, text: &str) -> Option<String> {
-    let before = std::fs::read_to_string(node_path(&options.root, &options.config)).ok()?;
+fn existing_config_diff(options: &AdoptOptions, before: &str, text: &str) -> Option<String> {
     if before == crate::config::DOCUMENTED_DEFAULTS {
         return None;
     }
     let shown = options.config.display().to_string();
-    let diff = similar::TextDiff::from_lines(before.as_str(), text);
+    let diff = similar::TextDiff::from_lines(before, text);
     Some(diff.unified_diff().header(&shown, &shown).to_string())
 }
 

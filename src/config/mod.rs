@@ -13,6 +13,27 @@ use std::time::Duration;
 /// as `/etc/imageshim/config.toml`; `adopt` replaces it without keeping a backup.
 pub const DOCUMENTED_DEFAULTS: &str = include_str!("../../config.toml");
 
+/// The most a local config file imageshim reads may hold (its own config, config.json,
+/// provider configs, runtime configs, the kubelet's files): real ones are a few KiB.
+pub const CONFIG_FILE_LIMIT: u64 = 16 * 1024 * 1024;
+
+/// `std::fs::read_to_string`, refusing a file past [`CONFIG_FILE_LIMIT`] (what it costs
+/// in memory is bounded here, not by whoever wrote the file).
+pub fn read_config_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(CONFIG_FILE_LIMIT + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > CONFIG_FILE_LIMIT {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {} MiB", CONFIG_FILE_LIMIT / (1024 * 1024)),
+        ));
+    }
+    Ok(text)
+}
+
 use crate::backend::endpoint::unix_socket_path;
 use crate::backend::handler::validate_handler;
 use crate::credentials::{CredentialSources, Resolver};
@@ -268,7 +289,7 @@ pub enum ConfigError {
 impl Config {
     /// Reads, parses and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = read_config_file(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
@@ -287,16 +308,17 @@ impl Config {
 
     /// Reads the credential files the config names (config.json, the provider config
     /// and its binaries), reporting every problem: `check-config` does this up front;
-    /// `serve` reads them once, when it builds the resolver.
-    pub fn check_credential_files(&self) -> Result<(), ConfigError> {
-        let problems: Vec<String> = Resolver::check(&self.credentials.sources())
-            .into_iter()
-            .map(|problem| format!("credentials: {problem}"))
-            .collect();
-        match problems.is_empty() {
-            true => Ok(()),
-            false => Err(ConfigError::Invalid(problems)),
-        }
+    /// `serve` reads them once, when it builds the resolver. On success, a line per
+    /// credential provider saying who runs it.
+    pub fn check_credential_files(&self) -> Result<Vec<String>, ConfigError> {
+        Resolver::check(&self.credentials.sources()).map_err(|problems| {
+            ConfigError::Invalid(
+                problems
+                    .into_iter()
+                    .map(|problem| format!("credentials: {problem}"))
+                    .collect(),
+            )
+        })
     }
 
     /// Every problem at once, each naming its key.

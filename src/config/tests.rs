@@ -172,3 +172,21 @@ fn admin_progress_timeout_and_pinned_parse_with_defaults_and_precise_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn a_config_file_past_the_limit_is_refused_not_read_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huge.toml");
+    let file = std::fs::File::create(&path).unwrap();
+    file.set_len(super::CONFIG_FILE_LIMIT + 1).unwrap(); // sparse: costs no disk
+    let err = super::read_config_file(&path).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+    match Config::load(&path) {
+        Err(ConfigError::Read { source, .. }) => {
+            assert_eq!(source.to_string(), "larger than 16 MiB")
+        }
+        other => panic!("{other:?}"),
+    }
+    file.set_len(super::CONFIG_FILE_LIMIT).unwrap();
+    assert!(super::read_config_file(&path).is_ok());
+}

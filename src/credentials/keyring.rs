@@ -196,7 +196,7 @@ fn stamp(path: &Path) -> FileStamp {
 }
 
 fn read_keyring(path: &Path) -> Result<Keyring, CredentialsError> {
-    match std::fs::read_to_string(path) {
+    match crate::config::read_config_file(path) {
         Ok(text) => Keyring::from_docker_config(&text, path),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(Keyring::default()),
         Err(err) => Err(CredentialsError::DockerConfig {

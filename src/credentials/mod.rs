@@ -160,40 +160,24 @@ impl Resolver {
         self.metrics.lookup(Source::request, Found::hit);
     }
 
-    /// What check-config tells about the provider config when it loads: which
-    /// providers imageshim runs and which it leaves to the kubelet.
-    pub fn describe(sources: &CredentialSources) -> Vec<String> {
-        let Some(path) = &sources.provider_config else {
-            return Vec::new();
-        };
-        let Ok(set) = provider_config::load(path, &sources.provider_bin_dir) else {
-            return Vec::new();
-        };
-        let mut lines: Vec<String> = set
-            .plugins
-            .iter()
-            .map(|p| format!("credential provider {}: run by imageshim", p.name))
-            .collect();
-        lines.extend(set.left_to_kubelet.iter().map(|name| {
-            format!(
-                "credential provider {name}: service-account token provider, left to the kubelet"
-            )
-        }));
-        lines
-    }
-
-    /// Every problem with the sources, for check-config.
-    pub fn check(sources: &CredentialSources) -> Vec<String> {
+    /// For check-config: every problem with the sources, and when there is none, a
+    /// line per credential provider saying who runs it.
+    pub fn check(sources: &CredentialSources) -> Result<Vec<String>, Vec<String>> {
         let mut problems: Vec<String> = FileKeyring::check(&sources.docker_config)
             .into_iter()
             .map(|e| e.to_string())
             .collect();
+        let mut notes = Vec::new();
         if let Some(path) = &sources.provider_config {
-            if let Err(e) = provider_config::load(path, &sources.provider_bin_dir) {
-                problems.push(e.to_string());
+            match provider_config::load(path, &sources.provider_bin_dir) {
+                Ok(set) => notes = set.describe(),
+                Err(e) => problems.push(e.to_string()),
             }
         }
-        problems
+        match problems.is_empty() {
+            true => Ok(notes),
+            false => Err(problems),
+        }
     }
 
     /// Candidates for `image` (`host[:port]/path`): config.json matches first, then
@@ -246,6 +230,13 @@ pub mod fuzzing {
     /// The kubelet's glob match of a credential key label against an image's.
     pub fn glob_match(pattern: &str, name: &str) -> bool {
         super::glob::go_match(pattern, name)
+    }
+
+    /// A CredentialProviderConfig file's text, parsed and validated as `load` does it
+    /// (with a bin dir that holds no plugin); the providers' descriptions on success.
+    pub fn provider_config(text: &str) -> Result<Vec<String>, Vec<String>> {
+        let bin_dir = std::path::Path::new("/nonexistent-imageshim-fuzz-bin");
+        super::provider_config::parse_and_validate(text, bin_dir).map(|set| set.describe())
     }
 }
 

@@ -81,6 +81,22 @@ pub struct ProviderSet {
     pub left_to_kubelet: Vec<String>,
 }
 
+impl ProviderSet {
+    /// One line per provider: who runs it (for check-config and adopt).
+    pub fn describe(&self) -> Vec<String> {
+        let run = self.plugins.iter().map(|p| {
+            format!(
+                "credential provider {}: imageshim runs it for pulls that bring no credentials",
+                p.name
+            )
+        });
+        let left = self.left_to_kubelet.iter().map(|name| {
+            format!("credential provider {name}: needs service-account tokens (KEP-4412), stays with the kubelet, which sends its credentials with each pull")
+        });
+        run.chain(left).collect()
+    }
+}
+
 /// Reads and validates the provider config, a file or a directory (as kubelet 1.36
 /// reads `--image-credential-provider-config`: every `*.json`, `*.yaml`, `*.yml` in it,
 /// in lexical order, each a whole CredentialProviderConfig, provider names unique
@@ -158,8 +174,12 @@ fn config_files(path: &Path) -> Result<Vec<PathBuf>, String> {
 
 /// One file's providers, after its `apiVersion` and `kind` are checked.
 fn parse_file(file: &Path) -> Result<Vec<ProviderEntry>, String> {
-    let text = std::fs::read_to_string(file).map_err(|e| e.to_string())?;
-    let parsed: ConfigFile = serde_yaml::from_str(&text).map_err(|e| e.to_string())?;
+    let text = crate::config::read_config_file(file).map_err(|e| e.to_string())?;
+    parse_text(&text)
+}
+
+fn parse_text(text: &str) -> Result<Vec<ProviderEntry>, String> {
+    let parsed: ConfigFile = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
     let mut problems = Vec::new();
     if !CONFIG_VERSIONS.contains(&parsed.api_version.as_str()) {
         problems.push(format!(
@@ -253,5 +273,21 @@ fn check_executable(binary: &Path, at: &str, problems: &mut Vec<String>) {
             binary.display()
         )),
         Err(e) => problems.push(format!("{at}: plugin binary {}: {e}", binary.display())),
+    }
+}
+
+/// One config file's text through parsing and validation (no plugin binary exists
+/// under `bin_dir`): the fuzz target's entry; problems or a set, never a panic.
+pub(super) fn parse_and_validate(text: &str, bin_dir: &Path) -> Result<ProviderSet, Vec<String>> {
+    let entries = parse_text(text).map_err(|problem| vec![problem])?;
+    let mut problems = Vec::new();
+    let mut set = ProviderSet::default();
+    for (index, entry) in entries.into_iter().enumerate() {
+        let at = format!("providers[{index}] ({:?})", entry.name);
+        validate_entry(entry, bin_dir, &at, &mut problems, &mut set);
+    }
+    match problems.is_empty() {
+        true => Ok(set),
+        false => Err(problems),
     }
 }

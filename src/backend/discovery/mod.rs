@@ -90,7 +90,7 @@ pub fn discover(kind: BackendKind, path: &Path) -> Result<RuntimeCatalog, Discov
 }
 
 fn read_toml(path: &Path) -> Result<toml::Table, DiscoveryError> {
-    let text = std::fs::read_to_string(path).map_err(|source| DiscoveryError::Read {
+    let text = crate::config::read_config_file(path).map_err(|source| DiscoveryError::Read {
         path: path.to_path_buf(),
         source,
     })?;
